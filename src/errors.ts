@@ -1,0 +1,61 @@
+/**
+ * The one error type of factstore. `code` is stable and part of the public contract;
+ * messages are for humans and may change. Every code is listed in the README.
+ */
+export const FactErrorCodes = [
+  'FACT_INVALID_ARGUMENT',
+  'FACT_NOT_FOUND',
+  'FACT_LOCKED',
+  'FACT_CLOSED',
+  'FACT_IO',
+  'FACT_WAL_CORRUPTION',
+  'FACT_WAL_POISONED',
+  'FACT_WAL_RECORD_TOO_LARGE',
+  'FACT_OUT_OF_RANGE',
+  'FACT_CONCURRENCY',
+  'FACT_DUPLICATE_EVENT_ID',
+  'FACT_CORRUPTION',
+  'FACT_ASSERTION',
+] as const;
+
+export type FactErrorCode = (typeof FactErrorCodes)[number];
+
+export interface FactErrorOptions {
+  cause?: unknown;
+  /** Structured details (file, offset, stream, expected, actual, …) for programs. */
+  details?: Record<string, unknown>;
+}
+
+export class FactError extends Error {
+  readonly code: FactErrorCode;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: FactErrorCode, message: string, options: FactErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'FactError';
+    this.code = code;
+    this.details = Object.freeze({ ...(options.details ?? {}) });
+  }
+}
+
+export function isFactError(error: unknown, code?: FactErrorCode): error is FactError {
+  return error instanceof FactError && (code === undefined || error.code === code);
+}
+
+/**
+ * An invariant check. A failed assertion is a bug in factstore, not a handled error
+ * (TIGER_STYLE): it is a separate channel from input validation.
+ */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new FactError('FACT_ASSERTION', `assertion failed: ${message}`);
+}
+
+/** Translates an fs error into FACT_IO, naming the operation and the file. */
+export function ioError(operation: string, path: string, cause: unknown): FactError {
+  const code = (cause as { code?: unknown } | null)?.code;
+  const suffix = typeof code === 'string' ? ` (${code})` : '';
+  return new FactError('FACT_IO', `${operation} failed for ${path}${suffix}`, {
+    cause,
+    details: { operation, path, ...(typeof code === 'string' ? { errno: code } : {}) },
+  });
+}
