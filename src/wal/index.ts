@@ -1,0 +1,15 @@
+/** factstore/wal: the write-ahead log on its own. The one explicit export list of this entry. */
+export { Wal } from './wal.js';
+export type { SyncMode, WalOptions, WalRecord, WalAppendOptions, WalRecoveryReport } from './wal.js';
+export {
+  DEFAULT_SEGMENT_SIZE_BYTES,
+  MIN_SEGMENT_SIZE_BYTES,
+  DEFAULT_SYNC_INTERVAL_MS,
+  MIN_SYNC_INTERVAL_MS,
+  DEFAULT_RETAIN_SEGMENTS,
+  DEFAULT_MAX_RECORD_SIZE_BYTES,
+} from './wal.js';
+export type { FileSystem, FileHandle, FileLock, OpenMode } from './file-system.js';
+export { NodeFileSystem } from './node-file-system.js';
+export { FactError, isFactError } from '../errors.js';
+export type { FactErrorCode } from '../errors.js';
