@@ -11,5 +11,7 @@ export {
 } from './wal.js';
 export type { FileSystem, FileHandle, FileLock, OpenMode } from './file-system.js';
 export { NodeFileSystem } from './node-file-system.js';
+export { SimFileSystem, SimCrashError } from './sim-file-system.js';
+export type { SimFault, SimFaultOp, SimFaultErrno, SimCrashReport } from './sim-file-system.js';
 export { FactError, isFactError } from '../errors.js';
 export type { FactErrorCode } from '../errors.js';

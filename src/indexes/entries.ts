@@ -1,0 +1,38 @@
+/**
+ * Index entries derived from one ledger chunk. The write path, rebuildIndexes() and verify()
+ * all use this one function, so an incremental index equals a rebuilt one byte for byte.
+ */
+import type { DecodedChunk } from '../ledger/chunk.js';
+import { streamCategory } from '../ledger/chunk.js';
+import { indexKey, KeySpace, nameKey, pairKey, u64, u64Pair, utf8 } from '../ledger/keys.js';
+
+export type PutEntry = (key: Uint8Array, value: Uint8Array) => void;
+
+const EMPTY = new Uint8Array(0);
+
+export function forEachIndexEntry(chunk: DecodedChunk, firstPosition: number, put: PutEntry): void {
+  const chunkValue = u64(firstPosition);
+  const streamBytes = chunk.stream === '' ? null : utf8(chunk.stream);
+  const categoryBytes = chunk.stream === '' ? null : utf8(streamCategory(chunk.stream));
+  const typeBytesCache = new Map<string, Uint8Array>();
+  for (let index = 0; index < chunk.tuples.length; index++) {
+    const [id, type, , , tags] = chunk.tuples[index]!;
+    const position = firstPosition + index;
+    let typeBytes = typeBytesCache.get(type);
+    if (typeBytes === undefined) {
+      typeBytes = utf8(type);
+      typeBytesCache.set(type, typeBytes);
+    }
+    put(indexKey(KeySpace.type, typeBytes, position), chunkValue);
+    for (const tag of tags) put(indexKey(KeySpace.tag, utf8(tag), position), chunkValue);
+    put(nameKey(KeySpace.id, utf8(id)), u64(position));
+    if (streamBytes !== null && categoryBytes !== null) {
+      put(indexKey(KeySpace.stream, streamBytes, chunk.firstStreamPosition + index), u64Pair(position, firstPosition));
+      put(indexKey(KeySpace.category, categoryBytes, position), chunkValue);
+    }
+  }
+  if (streamBytes !== null && categoryBytes !== null && chunk.tuples.length > 0) {
+    put(nameKey(KeySpace.streams, streamBytes), u64(chunk.firstStreamPosition + chunk.tuples.length - 1));
+    if (chunk.firstStreamPosition === 1) put(pairKey(KeySpace.streamCategories, categoryBytes, streamBytes), EMPTY);
+  }
+}

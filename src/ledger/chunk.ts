@@ -1,0 +1,95 @@
+/**
+ * Chunk values of the ledger (docs/storage-format.md, "Chunks"): a small binary header decided
+ * at plan time, then the CBOR array of event tuples encoded once when the append was validated.
+ */
+import { Encoder } from 'cbor-x';
+import { assert, FactError } from '../errors.js';
+import type { RecordedEvent } from '../types.js';
+import { readU64, utf8, utf8Decode, writeU64 } from './keys.js';
+
+export const CHUNK_FORMAT = 1;
+export const CHUNK_EVENTS_MAX = 256;
+const CHUNK_HEADER_FIXED_SIZE_BYTES = 1 + 8 + 8 + 2;
+
+/** Records the event tuples: cbor-x's default options round-trip Map, Date, bigint, bytes. */
+const eventEncoder = new Encoder();
+/** Canonical form for comparing values (no record extension, so equal values encode equally). */
+const canonicalEncoder = new Encoder({ useRecords: false, mapsAsObjects: false });
+
+/** [id, type, data, metadata, tags] — what one event stores besides the chunk header. */
+export type EventTuple = [id: string, type: string, data: unknown, metadata: Record<string, unknown>, tags: string[]];
+
+export interface ChunkHeader {
+  timestamp: number;
+  /** Empty string when the chunk is not part of a stream. */
+  stream: string;
+  /** Stream position of the first event; 0 when not part of a stream. */
+  firstStreamPosition: number;
+}
+
+export function encodeTuples(tuples: EventTuple[]): Uint8Array {
+  return eventEncoder.encode(tuples);
+}
+
+export function canonicalBytes(value: unknown): Uint8Array {
+  return canonicalEncoder.encode(value);
+}
+
+export function encodeChunk(header: ChunkHeader, tuplesBytes: Uint8Array): Uint8Array {
+  const streamBytes = utf8(header.stream);
+  assert(streamBytes.length <= 0xffff, 'stream id fits the chunk header');
+  const chunk = new Uint8Array(CHUNK_HEADER_FIXED_SIZE_BYTES + streamBytes.length + tuplesBytes.length);
+  chunk[0] = CHUNK_FORMAT;
+  writeU64(chunk, 1, header.timestamp);
+  writeU64(chunk, 9, header.firstStreamPosition);
+  chunk[17] = streamBytes.length >>> 8;
+  chunk[18] = streamBytes.length & 0xff;
+  chunk.set(streamBytes, CHUNK_HEADER_FIXED_SIZE_BYTES);
+  chunk.set(tuplesBytes, CHUNK_HEADER_FIXED_SIZE_BYTES + streamBytes.length);
+  return chunk;
+}
+
+export interface DecodedChunk extends ChunkHeader {
+  tuples: EventTuple[];
+}
+
+export function decodeChunk(chunk: Uint8Array, where: string): DecodedChunk {
+  if (chunk.length < CHUNK_HEADER_FIXED_SIZE_BYTES || chunk[0] !== CHUNK_FORMAT) {
+    throw new FactError('FACT_CORRUPTION', `ledger chunk ${where} has an unknown format`, { details: { chunk: where } });
+  }
+  const streamLength = (chunk[17]! << 8) | chunk[18]!;
+  const tuplesOffset = CHUNK_HEADER_FIXED_SIZE_BYTES + streamLength;
+  let tuples: unknown;
+  try {
+    tuples = eventEncoder.decode(chunk.subarray(tuplesOffset));
+  } catch (cause) {
+    throw new FactError('FACT_CORRUPTION', `ledger chunk ${where} does not decode`, { cause, details: { chunk: where } });
+  }
+  if (!Array.isArray(tuples)) {
+    throw new FactError('FACT_CORRUPTION', `ledger chunk ${where} does not hold an event list`, { details: { chunk: where } });
+  }
+  return {
+    timestamp: readU64(chunk, 1),
+    firstStreamPosition: readU64(chunk, 9),
+    stream: utf8Decode(chunk.subarray(CHUNK_HEADER_FIXED_SIZE_BYTES, tuplesOffset)),
+    tuples: tuples as EventTuple[],
+  };
+}
+
+export function recordedEvent(chunk: DecodedChunk, firstPosition: number, index: number): RecordedEvent {
+  const tuple = chunk.tuples[index];
+  assert(tuple !== undefined, 'event index inside its chunk');
+  const [id, type, data, metadata, tags] = tuple;
+  const event: RecordedEvent = { id, type, data, metadata, tags, position: firstPosition + index, timestamp: chunk.timestamp };
+  if (chunk.stream !== '') {
+    event.stream = chunk.stream;
+    event.streamPosition = chunk.firstStreamPosition + index;
+  }
+  return event;
+}
+
+/** The category of a stream: its id up to the first '-'. */
+export function streamCategory(stream: string): string {
+  const dash = stream.indexOf('-');
+  return dash < 0 ? stream : stream.slice(0, dash);
+}

@@ -1,0 +1,140 @@
+/** LevelDB key layout of docs/storage-format.md. Keys are bytes; u64 is big-endian. */
+export const KeySpace = {
+  meta: 0x4d, // M
+  ledger: 0x4c, // L
+  stream: 0x53, // S
+  streams: 0x56, // V
+  streamCategories: 0x43, // C
+  type: 0x54, // T
+  tag: 0x47, // G
+  category: 0x4b, // K
+  id: 0x49, // I
+} as const;
+
+/** Key spaces derived from the ledger alone: cleared and rewritten by rebuildIndexes(). */
+export const INDEX_KEY_SPACES = [
+  KeySpace.stream,
+  KeySpace.streams,
+  KeySpace.streamCategories,
+  KeySpace.type,
+  KeySpace.tag,
+  KeySpace.category,
+  KeySpace.id,
+] as const;
+
+const TWO_TO_32 = 2 ** 32;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export function writeU64(target: Uint8Array, offset: number, value: number): void {
+  const high = Math.floor(value / TWO_TO_32);
+  const low = value % TWO_TO_32;
+  target[offset] = high >>> 24;
+  target[offset + 1] = (high >>> 16) & 0xff;
+  target[offset + 2] = (high >>> 8) & 0xff;
+  target[offset + 3] = high & 0xff;
+  target[offset + 4] = low >>> 24;
+  target[offset + 5] = (low >>> 16) & 0xff;
+  target[offset + 6] = (low >>> 8) & 0xff;
+  target[offset + 7] = low & 0xff;
+}
+
+export function readU64(source: Uint8Array, offset: number): number {
+  const high = ((source[offset]! << 24) >>> 0) + (source[offset + 1]! << 16) + (source[offset + 2]! << 8) + source[offset + 3]!;
+  const low = ((source[offset + 4]! << 24) >>> 0) + (source[offset + 5]! << 16) + (source[offset + 6]! << 8) + source[offset + 7]!;
+  return high * TWO_TO_32 + low;
+}
+
+export function u64(value: number): Uint8Array {
+  const bytes = new Uint8Array(8);
+  writeU64(bytes, 0, value);
+  return bytes;
+}
+
+export function u64Pair(first: number, second: number): Uint8Array {
+  const bytes = new Uint8Array(16);
+  writeU64(bytes, 0, first);
+  writeU64(bytes, 8, second);
+  return bytes;
+}
+
+export function utf8(text: string): Uint8Array {
+  return encoder.encode(text);
+}
+
+export function utf8Decode(bytes: Uint8Array): string {
+  return decoder.decode(bytes);
+}
+
+export function metaKey(name: string): Uint8Array {
+  const nameBytes = utf8(name);
+  const key = new Uint8Array(1 + nameBytes.length);
+  key[0] = KeySpace.meta;
+  key.set(nameBytes, 1);
+  return key;
+}
+
+export function ledgerKey(firstPosition: number): Uint8Array {
+  const key = new Uint8Array(9);
+  key[0] = KeySpace.ledger;
+  writeU64(key, 1, firstPosition);
+  return key;
+}
+
+/** `space` str 0x00 u64(number): an entry of a string-keyed index ordered by number. */
+export function indexKey(space: number, name: Uint8Array, number: number): Uint8Array {
+  const key = new Uint8Array(1 + name.length + 1 + 8);
+  key[0] = space;
+  key.set(name, 1);
+  key[1 + name.length] = 0;
+  writeU64(key, 2 + name.length, number);
+  return key;
+}
+
+/** The number at the end of an index key made by indexKey. */
+export function indexKeyNumber(key: Uint8Array): number {
+  return readU64(key, key.length - 8);
+}
+
+/** Bounds [gte, lt) of every entry of `name` in an index key space. */
+export function indexRange(space: number, name: Uint8Array): { gte: Uint8Array; lt: Uint8Array } {
+  const gte = new Uint8Array(1 + name.length + 1);
+  gte[0] = space;
+  gte.set(name, 1);
+  gte[1 + name.length] = 0;
+  const lt = gte.slice();
+  lt[lt.length - 1] = 1;
+  return { gte, lt };
+}
+
+/** `space` str: a key space keyed by one string (streams, ids). */
+export function nameKey(space: number, name: Uint8Array): Uint8Array {
+  const key = new Uint8Array(1 + name.length);
+  key[0] = space;
+  key.set(name, 1);
+  return key;
+}
+
+/** `space` str 0x00 str. */
+export function pairKey(space: number, first: Uint8Array, second: Uint8Array): Uint8Array {
+  const key = new Uint8Array(1 + first.length + 1 + second.length);
+  key[0] = space;
+  key.set(first, 1);
+  key[1 + first.length] = 0;
+  key.set(second, 2 + first.length);
+  return key;
+}
+
+/** Bounds of a whole key space, or of the keys of a space that start with `prefix`. */
+export function spaceRange(space: number, prefix: Uint8Array = new Uint8Array(0)): { gte: Uint8Array; lt: Uint8Array } {
+  const gte = new Uint8Array(1 + prefix.length);
+  gte[0] = space;
+  gte.set(prefix, 1);
+  // The smallest key greater than every key with this prefix: bump the last byte below 0xff.
+  const lt = gte.slice();
+  let index = lt.length - 1;
+  while (index > 0 && lt[index] === 0xff) index--;
+  if (index === 0) return { gte, lt: Uint8Array.of(space + 1) };
+  lt[index]! += 1;
+  return { gte, lt: lt.subarray(0, index + 1) };
+}

@@ -1,0 +1,641 @@
+/**
+ * FactStore: the database. Write path plan → log (WAL) → apply (LevelDB) → resolve, with
+ * checkpoints and recovery as specified in docs/storage-format.md.
+ */
+import { ClassicLevel } from 'classic-level';
+import { assert, FactError, ioError, isFactError } from '../errors.js';
+import { forEachIndexEntry } from '../indexes/entries.js';
+import { LedgerReader, type ScanOptions } from '../query/ledger-reader.js';
+import { EventStream } from '../query/event-stream.js';
+import type {
+  AppendResult,
+  EventInput,
+  EventReader,
+  ReadOptions,
+  ReadSource,
+  RecordedEvent,
+  StreamAppendResult,
+  StreamExpectation,
+} from '../types.js';
+import type { FileSystem } from '../wal/file-system.js';
+import { joinPath } from '../wal/file-system.js';
+import { NodeFileSystem } from '../wal/node-file-system.js';
+import { Wal, type WalOptions } from '../wal/wal.js';
+import { canonicalBytes, decodeChunk, encodeChunk, recordedEvent, type DecodedChunk, type EventTuple } from './chunk.js';
+import { indexRange, KeySpace, metaKey, nameKey, readU64, spaceRange, u64, u64Pair, utf8, utf8Decode, ledgerKey } from './keys.js';
+import { VIEW, type LevelDatabase } from './level.js';
+import { decodeCommit, encodeCommit, WAL_RECORD_COMMIT } from './commit-record.js';
+import {
+  checkExpectation,
+  checkName,
+  checkReadOptions,
+  checkStreamId,
+  EVENT_TYPE_SIZE_BYTES_MAX,
+  invalid,
+  prepareEvents,
+  STREAM_ID_SIZE_BYTES_MAX,
+  TAG_SIZE_BYTES_MAX,
+  type PreparedEvents,
+} from './validation.js';
+import { rebuildIndexes, verifyStore, type RebuildProgress, type VerifyReport } from '../indexes/maintenance.js';
+
+export const STORAGE_FORMAT_VERSION = 1;
+export const DEFAULT_CHECKPOINT_EVERY_BYTES = 8 * 1024 * 1024;
+export const STREAM_VERSION_CACHE_ENTRIES_MAX = 100_000;
+export const GROUP_APPENDS_MAX = 1024;
+const REPLAY_BATCH_EVENTS = 4096;
+
+export interface FactStoreOptions {
+  /** Create the database when missing (default true); with false a missing one fails with FACT_NOT_FOUND. */
+  createIfMissing?: boolean;
+  /** WAL options (docs/wal-format.md). */
+  wal?: Pick<WalOptions, 'sync' | 'syncIntervalMs' | 'segmentSizeBytes' | 'retainSegments' | 'maxRecordSizeBytes'>;
+  /** An abstract-level database to use instead of classic-level at `<path>/ledger` (tests: memory-level). */
+  level?: LevelDatabase;
+  /** The WAL's file system (tests: SimFileSystem). */
+  fs?: FileSystem;
+  /** Logged bytes between checkpoints. Default 8 MiB. */
+  checkpointEveryBytes?: number;
+}
+
+export interface AppendStreamOptions {
+  expect?: StreamExpectation;
+}
+
+interface AppendRequest {
+  method: 'append' | 'appendStream';
+  stream: string;
+  expect: StreamExpectation;
+  events: PreparedEvents;
+  timestamp: number;
+  resolve: (result: StreamAppendResult) => void;
+  reject: (error: Error) => void;
+}
+
+interface PlannedAppend {
+  request: AppendRequest;
+  firstPosition: number;
+  firstStreamPosition: number;
+  chunks: { firstPosition: number; bytes: Uint8Array; decoded: DecodedChunk }[];
+}
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export class FactStore implements AsyncDisposable {
+  readonly path: string;
+  readonly #wal: Wal;
+  readonly #db: LevelDatabase;
+  readonly #ownsDb: boolean;
+  readonly #reader: LedgerReader;
+  readonly #checkpointEveryBytes: number;
+  /** Last position applied to LevelDB and visible to reads. */
+  #head = 0;
+  #appliedLsn = 0;
+  /** Next position to plan; ahead of #head while a group is in flight. */
+  #nextPosition = 1;
+  /** Stream versions as planned (committed plus the group in flight); bounded. */
+  readonly #streamVersions = new Map<string, number>();
+  #queue: AppendRequest[] = [];
+  #writer: Promise<void> | null = null;
+  #failure: FactError | null = null;
+  #bytesSinceCheckpoint = 0;
+  #checkpointRun: Promise<void> | null = null;
+  #closing: Promise<void> | null = null;
+  #closed = false;
+  /** Index maintenance (rebuild, verify) during which appends wait. */
+  #maintenance: Promise<unknown> | null = null;
+
+  private constructor(path: string, wal: Wal, db: LevelDatabase, ownsDb: boolean, checkpointEveryBytes: number) {
+    this.path = path;
+    this.#wal = wal;
+    this.#db = db;
+    this.#ownsDb = ownsDb;
+    this.#reader = new LedgerReader(db);
+    this.#checkpointEveryBytes = checkpointEveryBytes;
+  }
+
+  /** Opens (or creates) the database at `path`; resolves when recovery is done. */
+  static async open(path: string, options: FactStoreOptions = {}): Promise<FactStore> {
+    if (typeof path !== 'string' || path.length === 0) throw invalid('FactStore.open: path must be a non-empty string');
+    if (typeof options !== 'object' || options === null) throw invalid('FactStore.open: options must be an object');
+    const checkpointEveryBytes = options.checkpointEveryBytes ?? DEFAULT_CHECKPOINT_EVERY_BYTES;
+    if (!Number.isSafeInteger(checkpointEveryBytes) || checkpointEveryBytes < 1) {
+      throw invalid('FactStore.open: checkpointEveryBytes must be a positive integer');
+    }
+    const fs = options.fs ?? new NodeFileSystem();
+    const walDir = joinPath(path, 'wal');
+    if (options.createIfMissing === false && !(await fs.exists(walDir))) {
+      throw new FactError('FACT_NOT_FOUND', `no database at ${path} (createIfMissing is false)`, { details: { path } });
+    }
+    const wal = await Wal.open(walDir, { ...(options.wal ?? {}), fs });
+    let db: LevelDatabase | undefined;
+    const ownsDb = options.level === undefined;
+    try {
+      db = options.level ?? new ClassicLevel<Uint8Array, Uint8Array>(joinPath(path, 'ledger'), VIEW);
+      if (db.status !== 'open') await db.open();
+      const store = new FactStore(path, wal, db, ownsDb, checkpointEveryBytes);
+      await store.#recover();
+      return store;
+    } catch (error) {
+      await wal.close().catch(() => undefined);
+      if (ownsDb) await db?.close().catch(() => undefined);
+      if (isFactError(error)) throw error;
+      throw new FactError('FACT_IO', `FactStore.open: could not open the ledger at ${path}`, { cause: error, details: { path } });
+    }
+  }
+
+  // ------------------------------------------------------------------ public API
+
+  /** Last position in the store (0 when empty). */
+  head(): Promise<number> {
+    this.#checkOpen('head');
+    return Promise.resolve(this.#head);
+  }
+
+  /** Current version of a stream (0 when it does not exist). */
+  async streamVersion(streamId: string): Promise<number> {
+    this.#checkOpen('streamVersion');
+    const stream = checkStreamId(streamId, 'streamVersion');
+    const value = await this.#db.get<Uint8Array, Uint8Array>(nameKey(KeySpace.streams, utf8(stream)), VIEW);
+    return value === undefined ? 0 : readU64(value, 0);
+  }
+
+  /** Appends one event or several atomically. */
+  append(events: EventInput | readonly EventInput[]): Promise<AppendResult> {
+    return this.#submit('append', '', 'any', events).then(({ position, count }) => ({ position, count }));
+  }
+
+  /** Appends to a stream, atomically, if the stream's version matches `expect`. */
+  appendStream(streamId: string, events: EventInput | readonly EventInput[], options: AppendStreamOptions = {}): Promise<StreamAppendResult> {
+    try {
+      this.#checkOpen('appendStream');
+      const stream = checkStreamId(streamId, 'appendStream');
+      if (typeof options !== 'object' || options === null) throw invalid('appendStream: options must be an object');
+      const expect = checkExpectation(options.expect, 'appendStream');
+      return this.#submit('appendStream', stream, expect, events);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+  }
+
+  /** Events of a source in position order (stream position order for a stream). */
+  read(source: ReadSource = 'all', options?: ReadOptions): EventReader {
+    this.#checkOpen('read');
+    const scan = checkReadOptions(options, 'read');
+    parseSource(source);
+    const run = this.#sourceScan(source, scan);
+    return new EventStream(run);
+  }
+
+  /** Stream ids, optionally of one category, in id order. */
+  streams(options: { category?: string } = {}): { [Symbol.asyncIterator](): AsyncIterator<string>; toArray(): Promise<string[]> } {
+    this.#checkOpen('streams');
+    if (typeof options !== 'object' || options === null) throw invalid('streams: options must be an object');
+    const category = options.category === undefined ? undefined : checkName(options.category, 'streams: category', STREAM_ID_SIZE_BYTES_MAX);
+    const db = this.#db;
+    async function* list(): AsyncGenerator<string> {
+      const range = category === undefined ? spaceRange(KeySpace.streams) : indexRange(KeySpace.streamCategories, utf8(category));
+      const skip = category === undefined ? 1 : 1 + utf8(category).length + 1;
+      for await (const key of db.keys<Uint8Array>({ keyEncoding: 'view', ...range })) yield utf8Decode(key.subarray(skip));
+    }
+    return {
+      [Symbol.asyncIterator]: () => list(),
+      toArray: async () => {
+        const ids: string[] = [];
+        for await (const id of list()) ids.push(id);
+        return ids;
+      },
+    };
+  }
+
+  /** Checks ledger, indexes and WAL against each other. */
+  async verify(): Promise<VerifyReport> {
+    this.#checkOpen('verify');
+    return this.#exclusive(() => verifyStore(this.#db, this.#wal, this.#head));
+  }
+
+  /** Rebuilds every index from the ledger; the result is byte-identical to incremental indexes. */
+  async rebuildIndexes(options: { onProgress?: (progress: RebuildProgress) => void } = {}): Promise<{ events: number }> {
+    this.#checkOpen('rebuildIndexes');
+    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalid('rebuildIndexes: onProgress must be a function');
+    const result = await this.#exclusive(() => rebuildIndexes(this.#db, this.#head, options.onProgress));
+    this.#streamVersions.clear();
+    return result;
+  }
+
+  /** Runs `work` with no append in flight; appends submitted meanwhile wait for it. */
+  async #exclusive<T>(work: () => Promise<T>): Promise<T> {
+    while (this.#maintenance) await this.#maintenance.catch(() => undefined);
+    const run = this.#idle().then(work);
+    this.#maintenance = run;
+    try {
+      return await run;
+    } finally {
+      this.#maintenance = null;
+      if (this.#queue.length > 0) this.#kickWriter();
+    }
+  }
+
+  /** Waits for appends in flight, checkpoints, and closes. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ------------------------------------------------------------------ reads
+
+  async *#sourceScan(source: ReadSource, scan: ScanOptions): AsyncGenerator<RecordedEvent> {
+    const index = parseSource(source);
+    if (index === 'all') {
+      yield* this.#reader.scanLedger(scan, this.#head);
+      return;
+    }
+    for await (const hits of this.#reader.scanIndexHits(index.space, utf8(index.name), scan)) {
+      yield* await this.#reader.events(hits);
+    }
+  }
+
+  // ------------------------------------------------------------------ write path
+
+  #submit(method: AppendRequest['method'], stream: string, expect: StreamExpectation, events: unknown): Promise<StreamAppendResult> {
+    try {
+      this.#checkOpen(method);
+      if (this.#failure) throw this.#failure;
+      const prepared = prepareEvents(events, method);
+      return new Promise<StreamAppendResult>((resolve, reject) => {
+        this.#queue.push({ method, stream, expect, events: prepared, timestamp: Date.now(), resolve, reject });
+        this.#kickWriter();
+      });
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+  }
+
+  #kickWriter(): void {
+    if (this.#writer || this.#maintenance) return;
+    this.#writer = this.#runWriter().finally(() => {
+      this.#writer = null;
+      if (this.#queue.length > 0 && !this.#maintenance) this.#kickWriter();
+    });
+  }
+
+  async #runWriter(): Promise<void> {
+    while (this.#queue.length > 0) {
+      // Let callers woken by the last group append again before this one is cut.
+      await yieldToEventLoop();
+      if (this.#maintenance) return;
+      const group = this.#queue.splice(0, GROUP_APPENDS_MAX);
+      if (this.#failure) {
+        for (const request of group) request.reject(this.#failure);
+        continue;
+      }
+      await this.#commitGroup(group);
+    }
+  }
+
+  async #commitGroup(group: AppendRequest[]): Promise<void> {
+    let planned: PlannedAppend[];
+    try {
+      planned = await this.#plan(group);
+    } catch (error) {
+      // Reading state failed: nothing was written, so only this group fails.
+      for (const request of group) request.reject(isFactError(error) ? error : ioError('plan', this.path, error));
+      this.#forgetPlannedVersions();
+      return;
+    }
+    if (planned.length === 0) return;
+    const firstPosition = planned[0]!.firstPosition;
+    const chunks = planned.flatMap((append) => append.chunks.map((chunk) => chunk.bytes));
+    const payload = encodeCommit(firstPosition, chunks);
+    let lsn: number;
+    try {
+      lsn = await this.#wal.append(payload, { type: WAL_RECORD_COMMIT });
+    } catch (error) {
+      this.#fail(
+        new FactError('FACT_WAL_POISONED', `the write-ahead log of ${this.path} failed; no further appends are accepted until the database is reopened`, {
+          cause: error,
+        }),
+      );
+      for (const append of planned) append.request.reject(this.#failure!);
+      return;
+    }
+    try {
+      await this.#apply(planned.flatMap((append) => append.chunks), lsn);
+    } catch (error) {
+      // The group is durable in the WAL and will be applied by recovery; LevelDB is unusable.
+      this.#fail(
+        new FactError('FACT_IO', `LevelDB failed to apply logged events of ${this.path}; they are durable and will be applied when the database is reopened`, {
+          cause: error,
+        }),
+      );
+      for (const append of planned) append.request.reject(this.#failure!);
+      return;
+    }
+    for (const append of planned) {
+      const last = append.firstPosition + append.request.events.count - 1;
+      append.request.resolve({
+        position: last,
+        count: append.request.events.count,
+        streamPosition: append.request.stream === '' ? 0 : append.firstStreamPosition + append.request.events.count - 1,
+      });
+    }
+    this.#bytesSinceCheckpoint += payload.length;
+    if (this.#bytesSinceCheckpoint >= this.#checkpointEveryBytes) this.#startCheckpoint();
+    this.#trimStreamVersions();
+  }
+
+  /** Expectation and id checks in call order, each seeing the committed state and the group's earlier appends. */
+  async #plan(group: AppendRequest[]): Promise<PlannedAppend[]> {
+    await this.#loadStreamVersions(group);
+    const existingIds = await this.#lookUpIds(group);
+    const groupIds = new Set<string>();
+    const planned: PlannedAppend[] = [];
+    for (const request of group) {
+      const { events } = request;
+      const existing = events.ids.map((id) => existingIds.positions.get(id));
+      const existingCount = existing.filter((position) => position !== undefined).length;
+      if (existingCount > 0) {
+        this.#settleRetry(request, existing, existingIds.events);
+        continue;
+      }
+      const duplicate = events.ids.find((id) => groupIds.has(id));
+      if (duplicate !== undefined) {
+        request.reject(
+          new FactError('FACT_DUPLICATE_EVENT_ID', `${request.method}: event id ${duplicate} is already being appended by a concurrent append`, {
+            details: { id: duplicate },
+          }),
+        );
+        continue;
+      }
+      let firstStreamPosition = 0;
+      if (request.stream !== '') {
+        const version = this.#streamVersions.get(request.stream) ?? 0;
+        const violation = expectationViolation(request.expect, version);
+        if (violation) {
+          request.reject(
+            new FactError('FACT_CONCURRENCY', `appendStream: stream ${request.stream} ${violation} (expected ${String(request.expect)}, actual version ${version})`, {
+              details: { stream: request.stream, expected: request.expect, actual: version },
+            }),
+          );
+          continue;
+        }
+        firstStreamPosition = version + 1;
+        this.#streamVersions.set(request.stream, version + events.count);
+      }
+      for (const id of events.ids) groupIds.add(id);
+      const firstPosition = this.#nextPosition;
+      this.#nextPosition += events.count;
+      const chunks: PlannedAppend['chunks'] = [];
+      let chunkFirst = firstPosition;
+      let chunkStreamPosition = firstStreamPosition;
+      for (const chunk of events.chunks) {
+        const header = { timestamp: request.timestamp, stream: request.stream, firstStreamPosition: request.stream === '' ? 0 : chunkStreamPosition };
+        chunks.push({ firstPosition: chunkFirst, bytes: encodeChunk(header, chunk.tuplesBytes), decoded: { ...header, tuples: chunk.tuples } });
+        chunkFirst += chunk.tuples.length;
+        chunkStreamPosition += chunk.tuples.length;
+      }
+      planned.push({ request, firstPosition, firstStreamPosition, chunks });
+    }
+    return planned;
+  }
+
+  async #loadStreamVersions(group: AppendRequest[]): Promise<void> {
+    const missing = [...new Set(group.map((request) => request.stream))].filter((stream) => stream !== '' && !this.#streamVersions.has(stream));
+    if (missing.length === 0) return;
+    const values = await this.#db.getMany<Uint8Array, Uint8Array>(
+      missing.map((stream) => nameKey(KeySpace.streams, utf8(stream))),
+      VIEW,
+    );
+    for (const [index, stream] of missing.entries()) {
+      const value = values[index];
+      this.#streamVersions.set(stream, value === undefined ? 0 : readU64(value, 0));
+    }
+  }
+
+  /** Stored positions and events of the caller-chosen ids of the group that already exist. */
+  async #lookUpIds(group: AppendRequest[]): Promise<{ positions: Map<string, number>; events: Map<number, RecordedEvent> }> {
+    // Generated UUIDs cannot collide with stored ids; only caller-chosen ids are looked up.
+    const ids = group.filter((request) => request.events.callerIds).flatMap((request) => request.events.ids);
+    const positions = new Map<string, number>();
+    const events = new Map<number, RecordedEvent>();
+    if (ids.length === 0) return { positions, events };
+    const values = await this.#db.getMany<Uint8Array, Uint8Array>(
+      ids.map((id) => nameKey(KeySpace.id, utf8(id))),
+      VIEW,
+    );
+    for (const [index, id] of ids.entries()) {
+      const value = values[index];
+      if (value !== undefined) positions.set(id, readU64(value, 0));
+    }
+    // Retries are rare: fetch each stored event to compare its content.
+    for (const position of new Set(positions.values())) {
+      for await (const event of this.#reader.scanLedger({ from: position, direction: 'forward', limit: 1, signal: undefined }, this.#head)) {
+        events.set(event.position, event);
+      }
+    }
+    return { positions, events };
+  }
+
+  /** Some ids already exist: an identical retry returns the original result, anything else fails. */
+  #settleRetry(request: AppendRequest, existing: (number | undefined)[], storedEvents: Map<number, RecordedEvent>): void {
+    const { events } = request;
+    const stored = existing.map((position) => (position === undefined ? undefined : storedEvents.get(position)));
+    const tuples = events.chunks.flatMap((chunk) => chunk.tuples);
+    const mismatch = tuples.findIndex((tuple, index) => {
+      const event = stored[index];
+      return event === undefined || !sameEvent(tuple, request.stream, event) || (index > 0 && event.position !== stored[index - 1]!.position + 1);
+    });
+    if (mismatch >= 0) {
+      const id = tuples[mismatch]![0];
+      request.reject(
+        new FactError(
+          'FACT_DUPLICATE_EVENT_ID',
+          `${request.method}: event id ${id} already exists ${stored[mismatch] ? `at position ${stored[mismatch].position} with different content` : 'for part of this append'}`,
+          { details: { id, position: stored[mismatch]?.position } },
+        ),
+      );
+      return;
+    }
+    const last = stored[stored.length - 1]!;
+    request.resolve({ position: last.position, count: events.count, streamPosition: last.streamPosition ?? 0 });
+  }
+
+  async #apply(chunks: { firstPosition: number; bytes: Uint8Array; decoded: DecodedChunk }[], lsn: number): Promise<void> {
+    const batch = this.#db.batch();
+    const put = (key: Uint8Array, value: Uint8Array) => batch.put<Uint8Array, Uint8Array>(key, value, VIEW);
+    let last = this.#head;
+    for (const chunk of chunks) {
+      put(ledgerKey(chunk.firstPosition), chunk.bytes);
+      forEachIndexEntry(chunk.decoded, chunk.firstPosition, put);
+      last = chunk.firstPosition + chunk.decoded.tuples.length - 1;
+    }
+    put(metaKey('applied'), u64Pair(last, lsn));
+    await batch.write();
+    assert(last >= this.#head, 'positions only grow');
+    this.#head = last;
+    this.#appliedLsn = lsn;
+  }
+
+  #fail(error: FactError): void {
+    this.#failure ??= error;
+    for (const request of this.#queue.splice(0)) request.reject(this.#failure);
+  }
+
+  #forgetPlannedVersions(): void {
+    // Planned versions may be ahead of what was committed; reload them from LevelDB.
+    this.#streamVersions.clear();
+    this.#nextPosition = this.#head + 1;
+  }
+
+  #trimStreamVersions(): void {
+    if (this.#streamVersions.size <= STREAM_VERSION_CACHE_ENTRIES_MAX) return;
+    // Between groups every cached version is committed, so any entry may go.
+    let excess = this.#streamVersions.size - STREAM_VERSION_CACHE_ENTRIES_MAX / 2;
+    for (const stream of this.#streamVersions.keys()) {
+      if (excess-- <= 0) break;
+      this.#streamVersions.delete(stream);
+    }
+  }
+
+  async #idle(): Promise<void> {
+    while (this.#writer) await this.#writer;
+  }
+
+  // ------------------------------------------------------------------ checkpoints, recovery, close
+
+  #startCheckpoint(): void {
+    if (this.#checkpointRun) return;
+    this.#bytesSinceCheckpoint = 0;
+    this.#checkpointRun = this.#checkpoint()
+      .catch(() => {
+        // A failed checkpoint loses nothing: the WAL keeps every record since the last one.
+      })
+      .finally(() => {
+        this.#checkpointRun = null;
+      });
+  }
+
+  /** Barrier (LevelDB durable up to the applied LSN), then tell the WAL. */
+  async #checkpoint(): Promise<void> {
+    const lsn = this.#appliedLsn;
+    if (lsn <= this.#wal.checkpointLsn) return;
+    await durabilityBarrier(this.#db);
+    await this.#wal.checkpoint(lsn);
+  }
+
+  async #recover(): Promise<void> {
+    const db = this.#db;
+    const format = await db.get<Uint8Array, Uint8Array>(metaKey('format'), VIEW);
+    if (format === undefined) {
+      await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
+    } else if (readU64(format, 0) !== STORAGE_FORMAT_VERSION) {
+      throw new FactError('FACT_CORRUPTION', `database ${this.path} has storage format ${readU64(format, 0)}; this version reads ${STORAGE_FORMAT_VERSION}`);
+    }
+    const applied = await db.get<Uint8Array, Uint8Array>(metaKey('applied'), VIEW);
+    let head = applied === undefined ? 0 : readU64(applied, 0);
+    let appliedLsn = applied === undefined ? 0 : readU64(applied, 8);
+    if (appliedLsn > this.#wal.lastLsn) {
+      throw new FactError(
+        'FACT_CORRUPTION',
+        `database ${this.path}: LevelDB has applied WAL record ${appliedLsn} but the WAL ends at ${this.#wal.lastLsn}; acknowledged WAL data was lost`,
+        { details: { appliedLsn, walLastLsn: this.#wal.lastLsn } },
+      );
+    }
+    let batch = db.batch();
+    let batchEvents = 0;
+    let expectedFirst: number | null = null;
+    for await (const record of this.#wal.replay()) {
+      if (record.type !== WAL_RECORD_COMMIT) continue;
+      const commit = decodeCommit(record.payload, record.lsn);
+      if (expectedFirst !== null && commit.firstPosition !== expectedFirst) {
+        throw new FactError('FACT_CORRUPTION', `WAL record ${record.lsn} starts at position ${commit.firstPosition}, expected ${expectedFirst}`, {
+          details: { lsn: record.lsn },
+        });
+      }
+      let position = commit.firstPosition;
+      for (const bytes of commit.chunks) {
+        const decoded = decodeChunk(bytes, `in WAL record ${record.lsn}`);
+        batch.put<Uint8Array, Uint8Array>(ledgerKey(position), bytes, VIEW);
+        forEachIndexEntry(decoded, position, (key, value) => batch.put<Uint8Array, Uint8Array>(key, value, VIEW));
+        position += decoded.tuples.length;
+        batchEvents += decoded.tuples.length;
+      }
+      expectedFirst = position;
+      head = position - 1;
+      appliedLsn = record.lsn;
+      batch.put<Uint8Array, Uint8Array>(metaKey('applied'), u64Pair(head, appliedLsn), VIEW);
+      if (batchEvents >= REPLAY_BATCH_EVENTS) {
+        await batch.write();
+        batch = db.batch();
+        batchEvents = 0;
+      }
+    }
+    await batch.write();
+    this.#head = head;
+    this.#nextPosition = head + 1;
+    this.#appliedLsn = appliedLsn;
+    await this.#checkpoint();
+  }
+
+  async #close(): Promise<void> {
+    try {
+      while (this.#maintenance) await this.#maintenance.catch(() => undefined);
+      await this.#idle();
+      await this.#checkpointRun;
+      if (!this.#failure) await this.#checkpoint().catch(() => undefined);
+    } finally {
+      this.#closed = true;
+      await this.#wal.close().catch(() => undefined);
+      if (this.#ownsDb) await this.#db.close().catch(() => undefined);
+    }
+  }
+
+  #checkOpen(method: string): void {
+    if (this.#closed || this.#closing) {
+      throw new FactError('FACT_CLOSED', `${method}: the database at ${this.path} is closed`, { details: { path: this.path } });
+    }
+  }
+}
+
+/** The index a read source names, validated. */
+function parseSource(source: ReadSource): 'all' | { space: number; name: string } {
+  if (source === 'all') return 'all';
+  if (typeof source !== 'object' || source === null) throw invalid(`read: source must be 'all' or an object, got ${String(source)}`);
+  const keys = Object.keys(source);
+  if (keys.length !== 1) throw invalid(`read: source must have exactly one of stream, type, tag, category; got ${JSON.stringify(keys)}`);
+  if ('stream' in source) return { space: KeySpace.stream, name: checkStreamId(source.stream, 'read') };
+  if ('type' in source) return { space: KeySpace.type, name: checkName(source.type, 'read: type', EVENT_TYPE_SIZE_BYTES_MAX) };
+  if ('tag' in source) return { space: KeySpace.tag, name: checkName(source.tag, 'read: tag', TAG_SIZE_BYTES_MAX) };
+  if ('category' in source) return { space: KeySpace.category, name: checkName(source.category, 'read: category', STREAM_ID_SIZE_BYTES_MAX) };
+  throw invalid(`read: unknown source ${JSON.stringify(keys[0])}`);
+}
+
+function expectationViolation(expect: StreamExpectation, version: number): string | null {
+  if (expect === 'any') return null;
+  if (expect === 'none') return version === 0 ? null : 'already exists';
+  if (expect === 'exists') return version > 0 ? null : 'does not exist';
+  return version === expect ? null : 'is not at the expected version';
+}
+
+function sameEvent(tuple: EventTuple, stream: string, event: RecordedEvent): boolean {
+  if ((event.stream ?? '') !== stream) return false;
+  const stored: EventTuple = [event.id, event.type, event.data, event.metadata, event.tags];
+  return Buffer.from(canonicalBytes(tuple)).equals(canonicalBytes(stored));
+}
+
+/**
+ * Makes everything LevelDB holds durable. classic-level's compactRange first flushes the
+ * memtable to a synced table file and a synced manifest (docs/storage-format.md). Databases
+ * without compactRange (memory-level) have nothing to make durable.
+ */
+async function durabilityBarrier(db: LevelDatabase): Promise<void> {
+  const compact = (db as { compactRange?: (start: Uint8Array, end: Uint8Array, options: object) => Promise<void> }).compactRange;
+  if (typeof compact === 'function') {
+    const key = metaKey('applied');
+    await compact.call(db, key, key, { keyEncoding: 'view' });
+  }
+}
