@@ -229,6 +229,11 @@ export class Wal implements AsyncDisposable {
     return this.#checkpointLsn;
   }
 
+  /** The oldest LSN replay can still read (lastLsn + 1 when no record is left). */
+  get firstLsn(): number {
+    return this.#segments[0]?.firstLsn ?? this.#nextLsn;
+  }
+
   /** The last LSN handed out by append (written or not yet). */
   get lastLsn(): number {
     return this.#nextLsn - 1;
