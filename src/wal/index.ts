@@ -10,7 +10,8 @@ export {
   DEFAULT_MAX_RECORD_SIZE_BYTES,
 } from './wal.js';
 export type { FileSystem, FileHandle, FileLock, OpenMode } from './file-system.js';
-export { NodeFileSystem } from './node-file-system.js';
+export { NodeFileSystem, BLOCKING_DATASYNC_LATENCY_MS_MAX } from './node-file-system.js';
+export type { NodeFileSystemOptions, DatasyncMode } from './node-file-system.js';
 export { SimFileSystem, SimCrashError } from './sim-file-system.js';
 export type { SimFault, SimFaultOp, SimFaultErrno, SimCrashReport } from './sim-file-system.js';
 export { FactError, isFactError } from '../errors.js';
