@@ -1,6 +1,8 @@
 /** factstore: the one explicit public export list. */
 export { FactStore } from './ledger/store.js';
 export type { FactStoreOptions, AppendStreamOptions } from './ledger/store.js';
+export { Query } from './query/query.js';
+export type { QueryItem } from './query/query.js';
 export type { LevelDatabase } from './ledger/level.js';
 export type {
   EventInput,
@@ -12,8 +14,9 @@ export type {
   ReadSource,
   ReadDirection,
   EventReader,
+  AppendCondition,
 } from './types.js';
-export type { RebuildProgress, VerifyReport } from './indexes/maintenance.js';
+export type { RebuildProgress, VerifyReport, DataIndexProgress } from './indexes/maintenance.js';
 export {
   EVENT_TYPE_SIZE_BYTES_MAX,
   TAG_SIZE_BYTES_MAX,

@@ -4,19 +4,21 @@
  */
 import type { DecodedChunk } from '../ledger/chunk.js';
 import { streamCategory } from '../ledger/chunk.js';
-import { indexKey, KeySpace, nameKey, pairKey, u64, u64Pair, utf8 } from '../ledger/keys.js';
+import { dataValuePrefix, indexKey, KeySpace, nameKey, pairKey, positionKey, u64, u64Pair, utf8 } from '../ledger/keys.js';
+import { dataFieldBytes } from '../query/query.js';
 
 export type PutEntry = (key: Uint8Array, value: Uint8Array) => void;
 
 const EMPTY = new Uint8Array(0);
 
-export function forEachIndexEntry(chunk: DecodedChunk, firstPosition: number, put: PutEntry): void {
+/** `dataFields`: the data fields that have an index (docs/storage-format.md, data indexes). */
+export function forEachIndexEntry(chunk: DecodedChunk, firstPosition: number, put: PutEntry, dataFields: readonly string[]): void {
   const chunkValue = u64(firstPosition);
   const streamBytes = chunk.stream === '' ? null : utf8(chunk.stream);
   const categoryBytes = chunk.stream === '' ? null : utf8(streamCategory(chunk.stream));
   const typeBytesCache = new Map<string, Uint8Array>();
   for (let index = 0; index < chunk.tuples.length; index++) {
-    const [id, type, , , tags] = chunk.tuples[index]!;
+    const [id, type, data, , tags] = chunk.tuples[index]!;
     const position = firstPosition + index;
     let typeBytes = typeBytesCache.get(type);
     if (typeBytes === undefined) {
@@ -26,6 +28,10 @@ export function forEachIndexEntry(chunk: DecodedChunk, firstPosition: number, pu
     put(indexKey(KeySpace.type, typeBytes, position), chunkValue);
     for (const tag of tags) put(indexKey(KeySpace.tag, utf8(tag), position), chunkValue);
     put(nameKey(KeySpace.id, utf8(id)), u64(position));
+    for (const field of dataFields) {
+      const value = dataFieldBytes(data, field);
+      if (value !== null) put(positionKey(dataValuePrefix(utf8(field), value), position), chunkValue);
+    }
     if (streamBytes !== null && categoryBytes !== null) {
       put(indexKey(KeySpace.stream, streamBytes, chunk.firstStreamPosition + index), u64Pair(position, firstPosition));
       put(indexKey(KeySpace.category, categoryBytes, position), chunkValue);

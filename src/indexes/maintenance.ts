@@ -1,7 +1,7 @@
-/** rebuildIndexes() and verify(): both derive every index entry from the ledger with forEachIndexEntry. */
+/** rebuildIndexes(), verify() and data-index builds: all derive index entries from the ledger with forEachIndexEntry. */
 import { decodeChunk, type DecodedChunk } from '../ledger/chunk.js';
 import { decodeCommit, WAL_RECORD_COMMIT } from '../ledger/commit-record.js';
-import { INDEX_KEY_SPACES, KeySpace, ledgerKey, readU64, spaceRange } from '../ledger/keys.js';
+import { INDEX_KEY_SPACES, indexPrefix, KeySpace, ledgerKey, prefixBounds, readU64, spaceRange, utf8 } from '../ledger/keys.js';
 import { VIEW, type LevelDatabase } from '../ledger/level.js';
 import type { Wal } from '../wal/wal.js';
 import { forEachIndexEntry } from './entries.js';
@@ -37,6 +37,7 @@ async function* ledgerChunks(db: LevelDatabase): AsyncGenerator<{ first: number;
 export async function rebuildIndexes(
   db: LevelDatabase,
   head: number,
+  dataFields: readonly string[],
   onProgress?: (progress: RebuildProgress) => void,
 ): Promise<{ events: number }> {
   for (const space of INDEX_KEY_SPACES) await db.clear({ keyEncoding: 'view', ...spaceRange(space) });
@@ -44,7 +45,7 @@ export async function rebuildIndexes(
   let inBatch = 0;
   let events = 0;
   for await (const { first, chunk } of ledgerChunks(db)) {
-    forEachIndexEntry(chunk, first, (key, value) => batch.put<Uint8Array, Uint8Array>(key, value, VIEW));
+    forEachIndexEntry(chunk, first, (key, value) => batch.put<Uint8Array, Uint8Array>(key, value, VIEW), dataFields);
     inBatch += chunk.tuples.length;
     events += chunk.tuples.length;
     if (inBatch >= REBUILD_BATCH_EVENTS) {
@@ -67,7 +68,7 @@ function hex(key: Uint8Array): string {
   return Buffer.from(key).toString('hex');
 }
 
-export async function verifyStore(db: LevelDatabase, wal: Wal, head: number): Promise<VerifyReport> {
+export async function verifyStore(db: LevelDatabase, wal: Wal, head: number, dataFields: readonly string[]): Promise<VerifyReport> {
   const problems: string[] = [];
   const report = (problem: string) => {
     if (problems.length < VERIFY_PROBLEMS_MAX) problems.push(problem);
@@ -101,7 +102,7 @@ export async function verifyStore(db: LevelDatabase, wal: Wal, head: number): Pr
       }
       expectedPerSpace.set(space, (expectedPerSpace.get(space) ?? 0) + 1);
       pending.push({ key, value });
-    });
+    }, dataFields);
     if (pending.length >= VERIFY_LOOKUP_BATCH_ENTRIES) await flush();
   }
   await flush();
@@ -146,4 +147,43 @@ export async function verifyStore(db: LevelDatabase, wal: Wal, head: number): Pr
     }
   }
   return { ok: problems.length === 0, problems, events, indexEntries, walRecordsChecked };
+}
+
+export interface DataIndexProgress {
+  /** The data fields being indexed. */
+  fields: string[];
+  events: number;
+  total: number;
+}
+
+/**
+ * Indexes `fields` (not yet indexed) over the whole ledger. Their old entries, left by a build
+ * that a crash interrupted, are cleared first; the caller records the fields afterwards.
+ */
+export async function buildDataIndexes(
+  db: LevelDatabase,
+  head: number,
+  fields: readonly string[],
+  onProgress?: (progress: DataIndexProgress) => void,
+): Promise<void> {
+  for (const field of fields) await db.clear({ keyEncoding: 'view', ...prefixBounds(indexPrefix(KeySpace.data, utf8(field))) });
+  let batch = db.batch();
+  let inBatch = 0;
+  let events = 0;
+  const onlyData = (key: Uint8Array, value: Uint8Array) => {
+    if (key[0] === KeySpace.data) batch.put<Uint8Array, Uint8Array>(key, value, VIEW);
+  };
+  for await (const { first, chunk } of ledgerChunks(db)) {
+    forEachIndexEntry(chunk, first, onlyData, fields);
+    inBatch += chunk.tuples.length;
+    events += chunk.tuples.length;
+    if (inBatch >= REBUILD_BATCH_EVENTS) {
+      await batch.write();
+      batch = db.batch();
+      inBatch = 0;
+      onProgress?.({ fields: [...fields], events, total: head });
+    }
+  }
+  await batch.write();
+  onProgress?.({ fields: [...fields], events, total: head });
 }

@@ -9,6 +9,7 @@ export const KeySpace = {
   tag: 0x47, // G
   category: 0x4b, // K
   id: 0x49, // I
+  data: 0x44, // D
 } as const;
 
 /** Key spaces derived from the ledger alone: cleared and rewritten by rebuildIndexes(). */
@@ -20,6 +21,7 @@ export const INDEX_KEY_SPACES = [
   KeySpace.tag,
   KeySpace.category,
   KeySpace.id,
+  KeySpace.data,
 ] as const;
 
 const TWO_TO_32 = 2 ** 32;
@@ -137,4 +139,41 @@ export function spaceRange(space: number, prefix: Uint8Array = new Uint8Array(0)
   if (index === 0) return { gte, lt: Uint8Array.of(space + 1) };
   lt[index]! += 1;
   return { gte, lt: lt.subarray(0, index + 1) };
+}
+
+/** Bounds [gte, lt) of every key that starts with `prefix`. */
+export function prefixBounds(prefix: Uint8Array): { gte: Uint8Array; lt: Uint8Array } {
+  const lt = prefix.slice();
+  let index = lt.length - 1;
+  while (index >= 0 && lt[index] === 0xff) index--;
+  if (index < 0) return { gte: prefix, lt: new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]) };
+  lt[index]! += 1;
+  return { gte: prefix, lt: lt.subarray(0, index + 1) };
+}
+
+/** `space` str 0x00: the key prefix of every entry of one name in a string-keyed index. */
+export function indexPrefix(space: number, name: Uint8Array): Uint8Array {
+  const prefix = new Uint8Array(1 + name.length + 1);
+  prefix[0] = space;
+  prefix.set(name, 1);
+  return prefix;
+}
+
+/** `D` str(field) 0x00 u32(value length) value: the prefix of one field value's entries. */
+export function dataValuePrefix(field: Uint8Array, value: Uint8Array): Uint8Array {
+  const prefix = new Uint8Array(1 + field.length + 1 + 4 + value.length);
+  prefix[0] = KeySpace.data;
+  prefix.set(field, 1);
+  const lengthOffset = 2 + field.length;
+  new DataView(prefix.buffer).setUint32(lengthOffset, value.length);
+  prefix.set(value, lengthOffset + 4);
+  return prefix;
+}
+
+/** A prefix made by indexPrefix or dataValuePrefix, followed by u64(position). */
+export function positionKey(prefix: Uint8Array, position: number): Uint8Array {
+  const key = new Uint8Array(prefix.length + 8);
+  key.set(prefix, 0);
+  writeU64(key, prefix.length, position);
+  return key;
 }

@@ -8,6 +8,7 @@ import { forEachIndexEntry } from '../indexes/entries.js';
 import { LedgerReader, type ScanOptions } from '../query/ledger-reader.js';
 import { EventStream } from '../query/event-stream.js';
 import type {
+  AppendCondition,
   AppendResult,
   EventInput,
   EventReader,
@@ -37,13 +38,24 @@ import {
   TAG_SIZE_BYTES_MAX,
   type PreparedEvents,
 } from './validation.js';
-import { rebuildIndexes, verifyStore, type RebuildProgress, type VerifyReport } from '../indexes/maintenance.js';
+import {
+  buildDataIndexes,
+  rebuildIndexes,
+  verifyStore,
+  type DataIndexProgress,
+  type RebuildProgress,
+  type VerifyReport,
+} from '../indexes/maintenance.js';
+import { Query, matchesQuery, DATA_FIELD_SIZE_BYTES_MAX } from '../query/query.js';
+import { openQueryCursor } from '../query/plan.js';
+import { Encoder } from 'cbor-x';
 
 export const STORAGE_FORMAT_VERSION = 1;
 export const DEFAULT_CHECKPOINT_EVERY_BYTES = 8 * 1024 * 1024;
 export const STREAM_VERSION_CACHE_ENTRIES_MAX = 100_000;
 export const GROUP_APPENDS_MAX = 1024;
 const REPLAY_BATCH_EVENTS = 4096;
+const READ_BATCH_EVENTS = 128;
 
 export interface FactStoreOptions {
   /** Create the database when missing (default true); with false a missing one fails with FACT_NOT_FOUND. */
@@ -56,16 +68,23 @@ export interface FactStoreOptions {
   fs?: FileSystem;
   /** Logged bytes between checkpoints. Default 8 MiB. */
   checkpointEveryBytes?: number;
+  /** Indexes to maintain besides the built-in ones: top-level data fields. */
+  indexes?: { data?: readonly string[] };
+  /** Progress of building a data-field index from the ledger (at open, or on first use). */
+  onIndexBuild?: (progress: DataIndexProgress) => void;
 }
 
 export interface AppendStreamOptions {
   expect?: StreamExpectation;
+  /** A DCB condition checked in addition to `expect`. */
+  condition?: AppendCondition;
 }
 
 interface AppendRequest {
   method: 'append' | 'appendStream';
   stream: string;
   expect: StreamExpectation;
+  condition: CheckedCondition | null;
   events: PreparedEvents;
   timestamp: number;
   resolve: (result: StreamAppendResult) => void;
@@ -79,7 +98,28 @@ interface PlannedAppend {
   chunks: { firstPosition: number; bytes: Uint8Array; decoded: DecodedChunk }[];
 }
 
+interface CheckedCondition {
+  query: Query;
+  after: number;
+}
+
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+const metaEncoder = new Encoder({ useRecords: false });
+
+function checkCondition(value: unknown, method: string): CheckedCondition | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'object' || value === null) throw invalid(`${method}: condition must be an object { failIfEventsMatch, after? }`);
+  const { failIfEventsMatch, after } = value as AppendCondition;
+  if (!(failIfEventsMatch instanceof Query)) throw invalid(`${method}: condition.failIfEventsMatch must be a Query (Query.items(...), Query.tags(...), …)`);
+  if (after !== undefined && (!Number.isSafeInteger(after) || after < 0)) throw invalid(`${method}: condition.after must be an integer ≥ 0, got ${String(after)}`);
+  return { query: failIfEventsMatch, after: after ?? 0 };
+}
+
+function checkDataFields(value: unknown): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw invalid('FactStore.open: indexes.data must be an array of field names');
+  return [...new Set(value.map((field) => checkName(field, 'FactStore.open: indexes.data field', DATA_FIELD_SIZE_BYTES_MAX)))].sort();
+}
 
 export class FactStore implements AsyncDisposable {
   readonly path: string;
@@ -104,9 +144,23 @@ export class FactStore implements AsyncDisposable {
   #closed = false;
   /** Index maintenance (rebuild, verify) during which appends wait. */
   #maintenance: Promise<unknown> | null = null;
+  /** Data fields with an index, in order; recorded under `M dataFields`. */
+  #dataFields: string[] = [];
+  readonly #declaredDataFields: string[];
+  readonly #onIndexBuild: ((progress: DataIndexProgress) => void) | undefined;
 
-  private constructor(path: string, wal: Wal, db: LevelDatabase, ownsDb: boolean, checkpointEveryBytes: number) {
+  private constructor(
+    path: string,
+    wal: Wal,
+    db: LevelDatabase,
+    ownsDb: boolean,
+    checkpointEveryBytes: number,
+    declaredDataFields: string[],
+    onIndexBuild: ((progress: DataIndexProgress) => void) | undefined,
+  ) {
     this.path = path;
+    this.#declaredDataFields = declaredDataFields;
+    this.#onIndexBuild = onIndexBuild;
     this.#wal = wal;
     this.#db = db;
     this.#ownsDb = ownsDb;
@@ -122,6 +176,8 @@ export class FactStore implements AsyncDisposable {
     if (!Number.isSafeInteger(checkpointEveryBytes) || checkpointEveryBytes < 1) {
       throw invalid('FactStore.open: checkpointEveryBytes must be a positive integer');
     }
+    const declaredDataFields = checkDataFields(options.indexes?.data);
+    if (options.onIndexBuild !== undefined && typeof options.onIndexBuild !== 'function') throw invalid('FactStore.open: onIndexBuild must be a function');
     const fs = options.fs ?? new NodeFileSystem();
     const walDir = joinPath(path, 'wal');
     if (options.createIfMissing === false && !(await fs.exists(walDir))) {
@@ -133,7 +189,7 @@ export class FactStore implements AsyncDisposable {
     try {
       db = options.level ?? new ClassicLevel<Uint8Array, Uint8Array>(joinPath(path, 'ledger'), VIEW);
       if (db.status !== 'open') await db.open();
-      const store = new FactStore(path, wal, db, ownsDb, checkpointEveryBytes);
+      const store = new FactStore(path, wal, db, ownsDb, checkpointEveryBytes, declaredDataFields, options.onIndexBuild);
       await store.#recover();
       return store;
     } catch (error) {
@@ -161,8 +217,15 @@ export class FactStore implements AsyncDisposable {
   }
 
   /** Appends one event or several atomically. */
-  append(events: EventInput | readonly EventInput[]): Promise<AppendResult> {
-    return this.#submit('append', '', 'any', events).then(({ position, count }) => ({ position, count }));
+  /** Appends one event or several atomically; with a DCB condition, only if no matching event came after `after`. */
+  append(events: EventInput | readonly EventInput[], condition?: AppendCondition): Promise<AppendResult> {
+    try {
+      this.#checkOpen('append');
+      const checked = checkCondition(condition, 'append');
+      return this.#submit('append', '', 'any', checked, events).then(({ position, count }) => ({ position, count }));
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
   }
 
   /** Appends to a stream, atomically, if the stream's version matches `expect`. */
@@ -172,7 +235,8 @@ export class FactStore implements AsyncDisposable {
       const stream = checkStreamId(streamId, 'appendStream');
       if (typeof options !== 'object' || options === null) throw invalid('appendStream: options must be an object');
       const expect = checkExpectation(options.expect, 'appendStream');
-      return this.#submit('appendStream', stream, expect, events);
+      const condition = checkCondition(options.condition, 'appendStream');
+      return this.#submit('appendStream', stream, expect, condition, events);
     } catch (error) {
       return Promise.reject(error as Error);
     }
@@ -211,14 +275,14 @@ export class FactStore implements AsyncDisposable {
   /** Checks ledger, indexes and WAL against each other. */
   async verify(): Promise<VerifyReport> {
     this.#checkOpen('verify');
-    return this.#exclusive(() => verifyStore(this.#db, this.#wal, this.#head));
+    return this.#exclusive(() => verifyStore(this.#db, this.#wal, this.#head, this.#dataFields));
   }
 
   /** Rebuilds every index from the ledger; the result is byte-identical to incremental indexes. */
   async rebuildIndexes(options: { onProgress?: (progress: RebuildProgress) => void } = {}): Promise<{ events: number }> {
     this.#checkOpen('rebuildIndexes');
     if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalid('rebuildIndexes: onProgress must be a function');
-    const result = await this.#exclusive(() => rebuildIndexes(this.#db, this.#head, options.onProgress));
+    const result = await this.#exclusive(() => rebuildIndexes(this.#db, this.#head, this.#dataFields, options.onProgress));
     this.#streamVersions.clear();
     return result;
   }
@@ -254,22 +318,92 @@ export class FactStore implements AsyncDisposable {
       yield* this.#reader.scanLedger(scan, this.#head);
       return;
     }
+    if (index instanceof Query) {
+      yield* this.#queryScan(index, scan);
+      return;
+    }
     for await (const hits of this.#reader.scanIndexHits(index.space, utf8(index.name), scan)) {
       yield* await this.#reader.events(hits);
     }
   }
 
+  async *#queryScan(query: Query, scan: ScanOptions): AsyncGenerator<RecordedEvent> {
+    const items = query.compiled;
+    if (items === 'all') {
+      yield* this.#reader.scanLedger(scan, this.#head);
+      return;
+    }
+    await this.#ensureDataIndexes(query.dataFields);
+    const forward = scan.direction === 'forward';
+    const cursor = await openQueryCursor(this.#db, items, forward, scan.from);
+    let remaining = scan.limit;
+    try {
+      while (remaining > 0 && cursor.current !== null) {
+        scan.signal?.throwIfAborted();
+        const hits = [];
+        while (hits.length < READ_BATCH_EVENTS && hits.length < remaining && cursor.current !== null) {
+          hits.push(cursor.current);
+          await cursor.next();
+        }
+        remaining -= hits.length;
+        yield* await this.#reader.events(hits);
+      }
+    } finally {
+      await cursor.close();
+    }
+  }
+
+  /** Position of the newest event after `after` matching the query, or 0: the committed conflict check. */
+  async #latestMatch(query: Query, after: number): Promise<number> {
+    const items = query.compiled;
+    if (items === 'all') return this.#head > after ? this.#head : 0;
+    const cursor = await openQueryCursor(this.#db, items, false, undefined);
+    try {
+      const hit = cursor.current;
+      return hit !== null && hit.position > after ? hit.position : 0;
+    } finally {
+      await cursor.close();
+    }
+  }
+
+  /** Builds the indexes of data fields that have none yet (appends wait meanwhile). */
+  async #ensureDataIndexes(fields: readonly string[]): Promise<void> {
+    if (fields.every((field) => this.#dataFields.includes(field))) return;
+    await this.#exclusive(async () => {
+      const missing = fields.filter((field) => !this.#dataFields.includes(field));
+      if (missing.length === 0) return;
+      await buildDataIndexes(this.#db, this.#head, missing, this.#onIndexBuild);
+      // The entries must be durable before the record that says they are complete.
+      await durabilityBarrier(this.#db);
+      const recorded = [...this.#dataFields, ...missing].sort();
+      await this.#db.put<Uint8Array, Uint8Array>(metaKey('dataFields'), metaEncoder.encode(recorded), VIEW);
+      await durabilityBarrier(this.#db);
+      this.#dataFields = recorded;
+    });
+  }
+
   // ------------------------------------------------------------------ write path
 
-  #submit(method: AppendRequest['method'], stream: string, expect: StreamExpectation, events: unknown): Promise<StreamAppendResult> {
+  #submit(
+    method: AppendRequest['method'],
+    stream: string,
+    expect: StreamExpectation,
+    condition: CheckedCondition | null,
+    events: unknown,
+  ): Promise<StreamAppendResult> {
     try {
       this.#checkOpen(method);
       if (this.#failure) throw this.#failure;
       const prepared = prepareEvents(events, method);
-      return new Promise<StreamAppendResult>((resolve, reject) => {
-        this.#queue.push({ method, stream, expect, events: prepared, timestamp: Date.now(), resolve, reject });
-        this.#kickWriter();
-      });
+      const enqueue = () =>
+        new Promise<StreamAppendResult>((resolve, reject) => {
+          this.#queue.push({ method, stream, expect, condition, events: prepared, timestamp: Date.now(), resolve, reject });
+          this.#kickWriter();
+        });
+      // A condition on an unindexed data field builds that index first (once).
+      const fields = condition?.query.dataFields ?? [];
+      if (fields.every((field) => this.#dataFields.includes(field))) return enqueue();
+      return this.#ensureDataIndexes(fields).then(enqueue);
     } catch (error) {
       return Promise.reject(error as Error);
     }
@@ -352,9 +486,13 @@ export class FactStore implements AsyncDisposable {
   async #plan(group: AppendRequest[]): Promise<PlannedAppend[]> {
     await this.#loadStreamVersions(group);
     const existingIds = await this.#lookUpIds(group);
+    // Committed conflicts: every earlier group is applied, so LevelDB holds every committed event.
+    const committedConflicts = await Promise.all(
+      group.map((request) => (request.condition ? this.#latestMatch(request.condition.query, request.condition.after) : Promise.resolve(0))),
+    );
     const groupIds = new Set<string>();
     const planned: PlannedAppend[] = [];
-    for (const request of group) {
+    for (const [requestIndex, request] of group.entries()) {
       const { events } = request;
       const existing = events.ids.map((id) => existingIds.positions.get(id));
       const existingCount = existing.filter((position) => position !== undefined).length;
@@ -370,6 +508,20 @@ export class FactStore implements AsyncDisposable {
           }),
         );
         continue;
+      }
+      if (request.condition) {
+        // Conflicts among the earlier appends of this group, checked in memory.
+        const conflict = Math.max(committedConflicts[requestIndex]!, latestPlannedMatch(planned, request.condition));
+        if (conflict > 0) {
+          request.reject(
+            new FactError(
+              'FACT_CONCURRENCY',
+              `${request.method}: condition failed: the event at position ${conflict} matches failIfEventsMatch and came after position ${request.condition.after}`,
+              { details: { expected: request.condition.after, actual: conflict, ...(request.stream !== '' ? { stream: request.stream } : {}) } },
+            ),
+          );
+          continue;
+        }
       }
       let firstStreamPosition = 0;
       if (request.stream !== '') {
@@ -470,7 +622,7 @@ export class FactStore implements AsyncDisposable {
     let last = this.#head;
     for (const chunk of chunks) {
       put(ledgerKey(chunk.firstPosition), chunk.bytes);
-      forEachIndexEntry(chunk.decoded, chunk.firstPosition, put);
+      forEachIndexEntry(chunk.decoded, chunk.firstPosition, put, this.#dataFields);
       last = chunk.firstPosition + chunk.decoded.tuples.length - 1;
     }
     put(metaKey('applied'), u64Pair(last, lsn));
@@ -535,6 +687,8 @@ export class FactStore implements AsyncDisposable {
     } else if (readU64(format, 0) !== STORAGE_FORMAT_VERSION) {
       throw new FactError('FACT_CORRUPTION', `database ${this.path} has storage format ${readU64(format, 0)}; this version reads ${STORAGE_FORMAT_VERSION}`);
     }
+    const recordedFields = await db.get<Uint8Array, Uint8Array>(metaKey('dataFields'), VIEW);
+    this.#dataFields = recordedFields === undefined ? [] : (metaEncoder.decode(recordedFields) as string[]);
     const applied = await db.get<Uint8Array, Uint8Array>(metaKey('applied'), VIEW);
     let head = applied === undefined ? 0 : readU64(applied, 0);
     let appliedLsn = applied === undefined ? 0 : readU64(applied, 8);
@@ -560,7 +714,7 @@ export class FactStore implements AsyncDisposable {
       for (const bytes of commit.chunks) {
         const decoded = decodeChunk(bytes, `in WAL record ${record.lsn}`);
         batch.put<Uint8Array, Uint8Array>(ledgerKey(position), bytes, VIEW);
-        forEachIndexEntry(decoded, position, (key, value) => batch.put<Uint8Array, Uint8Array>(key, value, VIEW));
+        forEachIndexEntry(decoded, position, (key, value) => batch.put<Uint8Array, Uint8Array>(key, value, VIEW), this.#dataFields);
         position += decoded.tuples.length;
         batchEvents += decoded.tuples.length;
       }
@@ -579,6 +733,7 @@ export class FactStore implements AsyncDisposable {
     this.#nextPosition = head + 1;
     this.#appliedLsn = appliedLsn;
     await this.#checkpoint();
+    await this.#ensureDataIndexes(this.#declaredDataFields);
   }
 
   async #close(): Promise<void> {
@@ -602,16 +757,35 @@ export class FactStore implements AsyncDisposable {
 }
 
 /** The index a read source names, validated. */
-function parseSource(source: ReadSource): 'all' | { space: number; name: string } {
+function parseSource(source: ReadSource): 'all' | Query | { space: number; name: string } {
   if (source === 'all') return 'all';
+  if (source instanceof Query) return source;
   if (typeof source !== 'object' || source === null) throw invalid(`read: source must be 'all' or an object, got ${String(source)}`);
   const keys = Object.keys(source);
-  if (keys.length !== 1) throw invalid(`read: source must have exactly one of stream, type, tag, category; got ${JSON.stringify(keys)}`);
+  if (keys.length !== 1) throw invalid(`read: source must have exactly one of stream, type, tag, category, query; got ${JSON.stringify(keys)}`);
+  if ('query' in source) {
+    if (!(source.query instanceof Query)) throw invalid('read: source.query must be a Query');
+    return source.query;
+  }
   if ('stream' in source) return { space: KeySpace.stream, name: checkStreamId(source.stream, 'read') };
   if ('type' in source) return { space: KeySpace.type, name: checkName(source.type, 'read: type', EVENT_TYPE_SIZE_BYTES_MAX) };
   if ('tag' in source) return { space: KeySpace.tag, name: checkName(source.tag, 'read: tag', TAG_SIZE_BYTES_MAX) };
   if ('category' in source) return { space: KeySpace.category, name: checkName(source.category, 'read: category', STREAM_ID_SIZE_BYTES_MAX) };
   throw invalid(`read: unknown source ${JSON.stringify(keys[0])}`);
+}
+
+/** The newest position among a group's planned appends that matches a condition (0 if none). */
+function latestPlannedMatch(planned: readonly PlannedAppend[], condition: CheckedCondition): number {
+  let latest = 0;
+  for (const append of planned) {
+    for (const chunk of append.chunks) {
+      chunk.decoded.tuples.forEach(([, type, data, , tags], index) => {
+        const position = chunk.firstPosition + index;
+        if (position > condition.after && position > latest && matchesQuery(condition.query, { type, tags, data })) latest = position;
+      });
+    }
+  }
+  return latest;
 }
 
 function expectationViolation(expect: StreamExpectation, version: number): string | null {

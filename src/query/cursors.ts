@@ -1,0 +1,205 @@
+/**
+ * Streaming cursors over index entries ordered by position, in either direction: one index
+ * range, a union (types of an item, values of a data field, items of a query) and a leapfrog
+ * intersection (tags and criteria of one item). Intersections seek instead of scanning, so a
+ * rare tag ANDed with a common type reads about as many entries as the rare tag has.
+ */
+import { prefixBounds, readU64, writeU64 } from '../ledger/keys.js';
+import { VIEW, type LevelDatabase } from '../ledger/level.js';
+import type { IndexHit } from './ledger-reader.js';
+
+const FIRST_BATCH_ENTRIES = 8;
+const BATCH_ENTRIES_MAX = 256;
+
+export interface PositionCursor {
+  /** The hit under the cursor, or null once exhausted. */
+  readonly current: IndexHit | null;
+  /** Moves past the current hit. */
+  next(): Promise<void>;
+  /** Moves to the first hit at or after `position` (forward), at or before it (backward). */
+  seek(position: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** True when `a` comes before `b` in the cursor's direction. */
+function before(forward: boolean, a: number, b: number): boolean {
+  return forward ? a < b : a > b;
+}
+
+/** Entries `prefix` u64(position) → u64(chunk) of one index, in one direction. */
+export class IndexCursor implements PositionCursor {
+  readonly #prefix: Uint8Array;
+  readonly #forward: boolean;
+  readonly #iterator;
+  #buffer: IndexHit[] = [];
+  #index = 0;
+  #exhausted = false;
+  #batchEntries = FIRST_BATCH_ENTRIES;
+
+  private constructor(db: LevelDatabase, prefix: Uint8Array, forward: boolean, from: number | undefined) {
+    this.#prefix = prefix;
+    this.#forward = forward;
+    const bounds = prefixBounds(prefix);
+    const start = from === undefined ? undefined : this.#key(from);
+    this.#iterator = db.iterator<Uint8Array, Uint8Array>(
+      forward
+        ? { ...VIEW, gte: start ?? bounds.gte, lt: bounds.lt }
+        : { ...VIEW, gte: bounds.gte, ...(start ? { lte: start } : { lt: bounds.lt }), reverse: true },
+    );
+  }
+
+  static async open(db: LevelDatabase, prefix: Uint8Array, forward: boolean, from: number | undefined): Promise<IndexCursor> {
+    const cursor = new IndexCursor(db, prefix, forward, from);
+    await cursor.#fill();
+    return cursor;
+  }
+
+  get current(): IndexHit | null {
+    return this.#buffer[this.#index] ?? null;
+  }
+
+  async next(): Promise<void> {
+    this.#index++;
+    if (this.#index >= this.#buffer.length) await this.#fill();
+  }
+
+  async seek(position: number): Promise<void> {
+    const current = this.current;
+    if (current === null || !before(this.#forward, current.position, position)) return;
+    const last = this.#buffer[this.#buffer.length - 1]!;
+    if (!before(this.#forward, last.position, position)) {
+      while (before(this.#forward, this.#buffer[this.#index]!.position, position)) this.#index++;
+      return;
+    }
+    if (this.#exhausted) {
+      this.#buffer = [];
+      this.#index = 0;
+      return;
+    }
+    this.#iterator.seek(this.#key(position));
+    await this.#fill();
+  }
+
+  async close(): Promise<void> {
+    await this.#iterator.close();
+  }
+
+  #key(position: number): Uint8Array {
+    const key = new Uint8Array(this.#prefix.length + 8);
+    key.set(this.#prefix, 0);
+    writeU64(key, this.#prefix.length, position);
+    return key;
+  }
+
+  async #fill(): Promise<void> {
+    this.#buffer = [];
+    this.#index = 0;
+    if (this.#exhausted) return;
+    const entries = await this.#iterator.nextv(this.#batchEntries);
+    // Small first batches keep `limit: 1` reads cheap; long scans grow into large ones.
+    this.#batchEntries = Math.min(BATCH_ENTRIES_MAX, this.#batchEntries * 2);
+    if (entries.length === 0) this.#exhausted = true;
+    for (const [key, value] of entries) this.#buffer.push({ position: readU64(key, key.length - 8), chunk: readU64(value, 0) });
+  }
+}
+
+/** Hits of any child, each position once. */
+export class UnionCursor implements PositionCursor {
+  readonly #children: PositionCursor[];
+  readonly #forward: boolean;
+
+  constructor(children: PositionCursor[], forward: boolean) {
+    this.#children = children;
+    this.#forward = forward;
+  }
+
+  get current(): IndexHit | null {
+    let best: IndexHit | null = null;
+    for (const child of this.#children) {
+      const hit = child.current;
+      if (hit !== null && (best === null || before(this.#forward, hit.position, best.position))) best = hit;
+    }
+    return best;
+  }
+
+  async next(): Promise<void> {
+    const current = this.current;
+    if (current === null) return;
+    await Promise.all(this.#children.filter((child) => child.current?.position === current.position).map((child) => child.next()));
+  }
+
+  async seek(position: number): Promise<void> {
+    await Promise.all(this.#children.map((child) => child.seek(position)));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#children.map((child) => child.close()));
+  }
+}
+
+/** Hits present in every child (leapfrog join). */
+export class IntersectionCursor implements PositionCursor {
+  readonly #children: PositionCursor[];
+  readonly #forward: boolean;
+  #current: IndexHit | null = null;
+
+  private constructor(children: PositionCursor[], forward: boolean) {
+    this.#children = children;
+    this.#forward = forward;
+  }
+
+  static async open(children: PositionCursor[], forward: boolean): Promise<IntersectionCursor> {
+    const cursor = new IntersectionCursor(children, forward);
+    await cursor.#align();
+    return cursor;
+  }
+
+  get current(): IndexHit | null {
+    return this.#current;
+  }
+
+  async next(): Promise<void> {
+    if (this.#current === null) return;
+    await this.#children[0]!.next();
+    await this.#align();
+  }
+
+  async seek(position: number): Promise<void> {
+    if (this.#current === null || !before(this.#forward, this.#current.position, position)) return;
+    await this.#children[0]!.seek(position);
+    await this.#align();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#children.map((child) => child.close()));
+  }
+
+  /** Seeks every child to the furthest current position until all agree or one runs out. */
+  async #align(): Promise<void> {
+    for (;;) {
+      let target: number | null = null;
+      for (const child of this.#children) {
+        const hit = child.current;
+        if (hit === null) {
+          this.#current = null;
+          return;
+        }
+        if (target === null || before(this.#forward, target, hit.position)) target = hit.position;
+      }
+      let agreed = true;
+      for (const child of this.#children) {
+        await child.seek(target!);
+        const hit = child.current;
+        if (hit === null) {
+          this.#current = null;
+          return;
+        }
+        if (hit.position !== target) agreed = false;
+      }
+      if (agreed) {
+        this.#current = this.#children[0]!.current;
+        return;
+      }
+    }
+  }
+}

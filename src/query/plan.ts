@@ -1,0 +1,39 @@
+/**
+ * Query planning: a DCB query becomes a union (over items) of intersections (over an item's
+ * criteria) of index cursors: types → union of type indexes; each tag → its tag index; each
+ * data field → union of its values' entries. Positions come out in order, each once.
+ */
+import { dataValuePrefix, indexPrefix, KeySpace, utf8 } from '../ledger/keys.js';
+import type { LevelDatabase } from '../ledger/level.js';
+import { IndexCursor, IntersectionCursor, UnionCursor, type PositionCursor } from './cursors.js';
+import type { CompiledItem } from './query.js';
+
+async function union(cursors: PositionCursor[], forward: boolean): Promise<PositionCursor> {
+  return cursors.length === 1 ? cursors[0]! : new UnionCursor(cursors, forward);
+}
+
+async function itemCursor(db: LevelDatabase, item: CompiledItem, forward: boolean, from: number | undefined): Promise<PositionCursor> {
+  const open = (prefix: Uint8Array) => IndexCursor.open(db, prefix, forward, from);
+  const criteria: PositionCursor[] = [];
+  // Tags first: they are usually the most selective, and the intersection drives from its first child.
+  for (const tag of item.tags) criteria.push(await open(indexPrefix(KeySpace.tag, utf8(tag))));
+  for (const { field, values } of item.data) {
+    const fieldBytes = utf8(field);
+    criteria.push(await union(await Promise.all(values.map((value) => open(dataValuePrefix(fieldBytes, value)))), forward));
+  }
+  if (item.types !== null) {
+    criteria.push(await union(await Promise.all(item.types.map((type) => open(indexPrefix(KeySpace.type, utf8(type))))), forward));
+  }
+  return criteria.length === 1 ? criteria[0]! : IntersectionCursor.open(criteria, forward);
+}
+
+/** A cursor over the positions matching any item, starting at `from` (inclusive) in the direction. */
+export async function openQueryCursor(
+  db: LevelDatabase,
+  items: readonly CompiledItem[],
+  forward: boolean,
+  from: number | undefined,
+): Promise<PositionCursor> {
+  const cursors = await Promise.all(items.map((item) => itemCursor(db, item, forward, from)));
+  return union(cursors, forward);
+}
