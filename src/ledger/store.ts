@@ -204,8 +204,11 @@ export class FactStore implements AsyncDisposable {
 
   /** Last position in the store (0 when empty). */
   head(): Promise<number> {
-    this.#checkOpen('head');
-    return Promise.resolve(this.#head);
+    // Rejects (never throws) when closed, like every other promise-returning method.
+    return new Promise((resolve) => {
+      this.#checkOpen('head');
+      resolve(this.#head);
+    });
   }
 
   /** Current version of a stream (0 when it does not exist). */
@@ -248,7 +251,7 @@ export class FactStore implements AsyncDisposable {
     const scan = checkReadOptions(options, 'read');
     parseSource(source);
     const run = this.#sourceScan(source, scan);
-    return new EventStream(run);
+    return new EventStream(scan.signal === undefined ? run : abortable(run, scan.signal));
   }
 
   /** Stream ids, optionally of one category, in id order. */
@@ -282,7 +285,13 @@ export class FactStore implements AsyncDisposable {
   async rebuildIndexes(options: { onProgress?: (progress: RebuildProgress) => void } = {}): Promise<{ events: number }> {
     this.#checkOpen('rebuildIndexes');
     if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalid('rebuildIndexes: onProgress must be a function');
-    const result = await this.#exclusive(() => rebuildIndexes(this.#db, this.#head, this.#dataFields, options.onProgress));
+    const result = await this.#exclusive(async () => {
+      const rebuilt = await rebuildIndexes(this.#db, this.#head, this.#dataFields, options.onProgress);
+      // The entries were rewritten for chunks that WAL replay may no longer cover (older than the
+      // checkpoint): unsynced, a power loss could keep the clears and lose the rewrite.
+      await durabilityBarrier(this.#db);
+      return rebuilt;
+    });
     this.#streamVersions.clear();
     return result;
   }
@@ -546,7 +555,11 @@ export class FactStore implements AsyncDisposable {
       let chunkStreamPosition = firstStreamPosition;
       for (const chunk of events.chunks) {
         const header = { timestamp: request.timestamp, stream: request.stream, firstStreamPosition: request.stream === '' ? 0 : chunkStreamPosition };
-        chunks.push({ firstPosition: chunkFirst, bytes: encodeChunk(header, chunk.tuplesBytes), decoded: { ...header, tuples: chunk.tuples } });
+        const bytes = encodeChunk(header, chunk.tuplesBytes);
+        // Data indexes and condition checks must see what the ledger holds (the bytes encoded when
+        // append was called), not the caller's objects: changed since, or not round-tripping.
+        const tuples = this.#dataFields.length > 0 ? decodeChunk(bytes, `planned at position ${chunkFirst}`).tuples : chunk.tuples;
+        chunks.push({ firstPosition: chunkFirst, bytes, decoded: { ...header, tuples } });
         chunkFirst += chunk.tuples.length;
         chunkStreamPosition += chunk.tuples.length;
       }
@@ -570,7 +583,7 @@ export class FactStore implements AsyncDisposable {
 
   /** Stored positions and events of the caller-chosen ids of the group that already exist. */
   async #lookUpIds(group: AppendRequest[]): Promise<{ positions: Map<string, number>; events: Map<number, RecordedEvent> }> {
-    // Generated UUIDs cannot collide with stored ids; only caller-chosen ids are looked up.
+    // Generated UUIDs cannot collide with stored ids; only appends with a caller-chosen id are looked up.
     const ids = group.filter((request) => request.events.callerIds).flatMap((request) => request.events.ids);
     const positions = new Map<string, number>();
     const events = new Map<number, RecordedEvent>();
@@ -602,12 +615,16 @@ export class FactStore implements AsyncDisposable {
       return event === undefined || !sameEvent(tuple, request.stream, event) || (index > 0 && event.position !== stored[index - 1]!.position + 1);
     });
     if (mismatch >= 0) {
-      const id = tuples[mismatch]![0];
+      // Name an id that exists: for a partial retry, the first one that does.
+      const partial = stored[mismatch] === undefined;
+      const index = partial ? existing.findIndex((position) => position !== undefined) : mismatch;
+      const id = events.ids[index]!;
+      const position = existing[index];
       request.reject(
         new FactError(
           'FACT_DUPLICATE_EVENT_ID',
-          `${request.method}: event id ${id} already exists ${stored[mismatch] ? `at position ${stored[mismatch].position} with different content` : 'for part of this append'}`,
-          { details: { id, position: stored[mismatch]?.position } },
+          `${request.method}: event id ${id} already exists at position ${position} ${partial ? 'but other events of this append do not' : 'with different content'}`,
+          { details: { id, position } },
         ),
       );
       return;
@@ -699,6 +716,14 @@ export class FactStore implements AsyncDisposable {
         { details: { appliedLsn, walLastLsn: this.#wal.lastLsn } },
       );
     }
+    if (appliedLsn < this.#wal.checkpointLsn) {
+      // The checkpoint barrier made LevelDB durable up to the checkpoint; replay starts after it.
+      throw new FactError(
+        'FACT_CORRUPTION',
+        `database ${this.path}: the WAL is checkpointed at record ${this.#wal.checkpointLsn} but LevelDB has applied only up to record ${appliedLsn}; LevelDB lost checkpointed data`,
+        { details: { appliedLsn, walCheckpointLsn: this.#wal.checkpointLsn } },
+      );
+    }
     let batch = db.batch();
     let batchEvents = 0;
     let expectedFirst: number | null = null;
@@ -772,6 +797,15 @@ function parseSource(source: ReadSource): 'all' | Query | { space: number; name:
   if ('tag' in source) return { space: KeySpace.tag, name: checkName(source.tag, 'read: tag', TAG_SIZE_BYTES_MAX) };
   if ('category' in source) return { space: KeySpace.category, name: checkName(source.category, 'read: category', STREAM_ID_SIZE_BYTES_MAX) };
   throw invalid(`read: unknown source ${JSON.stringify(keys[0])}`);
+}
+
+/** Checks the signal before every event, so an abort stops a read at its next step, not after a batch. */
+async function* abortable(events: AsyncGenerator<RecordedEvent>, signal: AbortSignal): AsyncGenerator<RecordedEvent> {
+  signal.throwIfAborted();
+  for await (const event of events) {
+    yield event;
+    signal.throwIfAborted();
+  }
 }
 
 /** The newest position among a group's planned appends that matches a condition (0 if none). */

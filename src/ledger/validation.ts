@@ -37,7 +37,7 @@ export interface PreparedEvents {
   /** Event tuples split into chunks of at most CHUNK_EVENTS_MAX, each encoded once. */
   chunks: { tuples: EventTuple[]; tuplesBytes: Uint8Array }[];
   ids: string[];
-  /** Whether the caller chose the ids (only then can an append be a retry). */
+  /** Whether the caller chose any id (only then can an append be a retry or reuse a stored id). */
   callerIds: boolean;
   count: number;
 }
@@ -88,7 +88,7 @@ export function prepareEvents(input: unknown, method: string): PreparedEvents {
     }
     chunks.push({ tuples: slice, tuplesBytes });
   }
-  return { chunks, ids, callerIds: callerIdCount === tuples.length, count: tuples.length };
+  return { chunks, ids, callerIds: callerIdCount > 0, count: tuples.length };
 }
 
 export function checkExpectation(value: unknown, method: string): StreamExpectation {
