@@ -14,5 +14,14 @@ export { NodeFileSystem, BLOCKING_DATASYNC_LATENCY_MS_MAX } from './node-file-sy
 export type { NodeFileSystemOptions, DatasyncMode } from './node-file-system.js';
 export { SimFileSystem, SimCrashError } from './sim-file-system.js';
 export type { SimFault, SimFaultOp, SimFaultErrno, SimCrashReport } from './sim-file-system.js';
+export {
+  Journal,
+  JOURNAL_RECORD_TYPES,
+  MAX_JOURNAL_ID_LENGTH,
+  MAX_JOURNAL_ERROR_LENGTH,
+  DEFAULT_CARRY_AFTER_SEGMENTS,
+  DEFAULT_CHECKPOINT_EVERY_SEGMENTS,
+} from './journal.js';
+export type { JournalOptions, JournalEntry, JournalFailure } from './journal.js';
 export { FactError, isFactError } from '../errors.js';
 export type { FactErrorCode } from '../errors.js';
