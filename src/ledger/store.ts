@@ -285,14 +285,24 @@ export class FactStore implements AsyncDisposable {
   async rebuildIndexes(options: { onProgress?: (progress: RebuildProgress) => void } = {}): Promise<{ events: number }> {
     this.#checkOpen('rebuildIndexes');
     if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalid('rebuildIndexes: onProgress must be a function');
-    const result = await this.#exclusive(async () => {
-      const rebuilt = await rebuildIndexes(this.#db, this.#head, this.#dataFields, options.onProgress);
-      // The entries were rewritten for chunks that WAL replay may no longer cover (older than the
-      // checkpoint): unsynced, a power loss could keep the clears and lose the rewrite.
-      await durabilityBarrier(this.#db);
-      return rebuilt;
-    });
+    const result = await this.#exclusive(() =>
+      this.#underRebuildMarker(() => rebuildIndexes(this.#db, this.#head, this.#dataFields, options.onProgress)),
+    );
     this.#streamVersions.clear();
+    return result;
+  }
+
+  /**
+   * Index maintenance that clears and rewrites entries of chunks WAL replay may no longer cover:
+   * a power loss could keep the clears and lose the rewrite. A durable `M rebuilding` marker
+   * around it makes recovery redo a full rebuild (docs/storage-format.md, recovery row 9).
+   */
+  async #underRebuildMarker<T>(work: () => Promise<T>): Promise<T> {
+    await this.#db.put<Uint8Array, Uint8Array>(metaKey('rebuilding'), new Uint8Array(0), VIEW);
+    await durabilityBarrier(this.#db);
+    const result = await work();
+    await durabilityBarrier(this.#db);
+    await this.#db.del<Uint8Array>(metaKey('rebuilding'), { keyEncoding: 'view' });
     return result;
   }
 
@@ -378,17 +388,21 @@ export class FactStore implements AsyncDisposable {
   /** Builds the indexes of data fields that have none yet (appends wait meanwhile). */
   async #ensureDataIndexes(fields: readonly string[]): Promise<void> {
     if (fields.every((field) => this.#dataFields.includes(field))) return;
-    await this.#exclusive(async () => {
-      const missing = fields.filter((field) => !this.#dataFields.includes(field));
-      if (missing.length === 0) return;
-      await buildDataIndexes(this.#db, this.#head, missing, this.#onIndexBuild);
+    await this.#exclusive(() => this.#buildMissingDataIndexes(fields));
+  }
+
+  /** Only with no append in flight: inside #exclusive, or by the writer before it plans. */
+  async #buildMissingDataIndexes(fields: readonly string[]): Promise<void> {
+    const missing = fields.filter((field) => !this.#dataFields.includes(field));
+    if (missing.length === 0) return;
+    const recorded = [...new Set([...this.#dataFields, ...missing])].sort();
+    await this.#underRebuildMarker(async () => {
+      await buildDataIndexes(this.#db, this.#head, [...new Set(missing)], this.#onIndexBuild);
       // The entries must be durable before the record that says they are complete.
       await durabilityBarrier(this.#db);
-      const recorded = [...this.#dataFields, ...missing].sort();
       await this.#db.put<Uint8Array, Uint8Array>(metaKey('dataFields'), metaEncoder.encode(recorded), VIEW);
-      await durabilityBarrier(this.#db);
-      this.#dataFields = recorded;
     });
+    this.#dataFields = recorded;
   }
 
   // ------------------------------------------------------------------ write path
@@ -404,15 +418,12 @@ export class FactStore implements AsyncDisposable {
       this.#checkOpen(method);
       if (this.#failure) throw this.#failure;
       const prepared = prepareEvents(events, method);
-      const enqueue = () =>
-        new Promise<StreamAppendResult>((resolve, reject) => {
-          this.#queue.push({ method, stream, expect, condition, events: prepared, timestamp: Date.now(), resolve, reject });
-          this.#kickWriter();
-        });
-      // A condition on an unindexed data field builds that index first (once).
-      const fields = condition?.query.dataFields ?? [];
-      if (fields.every((field) => this.#dataFields.includes(field))) return enqueue();
-      return this.#ensureDataIndexes(fields).then(enqueue);
+      // Queued at once, so appends are planned in call order; a condition on a data field without
+      // an index has the writer build that index before it plans the group.
+      return new Promise<StreamAppendResult>((resolve, reject) => {
+        this.#queue.push({ method, stream, expect, condition, events: prepared, timestamp: Date.now(), resolve, reject });
+        this.#kickWriter();
+      });
     } catch (error) {
       return Promise.reject(error as Error);
     }
@@ -493,6 +504,7 @@ export class FactStore implements AsyncDisposable {
 
   /** Expectation and id checks in call order, each seeing the committed state and the group's earlier appends. */
   async #plan(group: AppendRequest[]): Promise<PlannedAppend[]> {
+    await this.#buildMissingDataIndexes(group.flatMap((request) => request.condition?.query.dataFields ?? []));
     await this.#loadStreamVersions(group);
     const existingIds = await this.#lookUpIds(group);
     // Committed conflicts: every earlier group is applied, so LevelDB holds every committed event.
@@ -758,6 +770,10 @@ export class FactStore implements AsyncDisposable {
     this.#nextPosition = head + 1;
     this.#appliedLsn = appliedLsn;
     await this.#checkpoint();
+    if ((await db.get<Uint8Array, Uint8Array>(metaKey('rebuilding'), VIEW)) !== undefined) {
+      // An index rebuild or data-index build was cut short: its entries cannot be trusted.
+      await this.#underRebuildMarker(() => rebuildIndexes(db, this.#head, this.#dataFields));
+    }
     await this.#ensureDataIndexes(this.#declaredDataFields);
   }
 

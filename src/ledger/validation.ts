@@ -11,6 +11,8 @@ export const STREAM_ID_SIZE_BYTES_MAX = 1024;
 export const EVENT_ID_SIZE_BYTES_MAX = 256;
 export const APPEND_EVENTS_MAX = 100_000;
 
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
 export function invalid(message: string, details: Record<string, unknown> = {}, cause?: unknown): FactError {
   return new FactError('FACT_INVALID_ARGUMENT', message, { details, cause });
 }
@@ -19,6 +21,8 @@ export function invalid(message: string, details: Record<string, unknown> = {}, 
 export function checkName(value: unknown, what: string, maxBytes: number): string {
   if (typeof value !== 'string' || value.length === 0) throw invalid(`${what} must be a non-empty string, got ${describe(value)}`);
   if (value.includes('\0')) throw invalid(`${what} must not contain a NUL character`);
+  // Keys are UTF-8: a lone surrogate would be stored as U+FFFD and no longer match itself.
+  if (LONE_SURROGATE.test(value)) throw invalid(`${what} is not well-formed UTF-16 (it has a lone surrogate)`);
   if (utf8(value).length > maxBytes) throw invalid(`${what} is longer than ${maxBytes} bytes of UTF-8`);
   return value;
 }

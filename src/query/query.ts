@@ -129,17 +129,18 @@ export class Query {
 
   /** Events matching this query or any of the others (queries or items). */
   or(...others: (Query | QueryItem)[]): Query {
-    if (this.#items === 'all') return this;
-    const items = [...this.#items];
+    // Every argument is validated, even when the result is Query.all().
+    let all = this.#items === 'all';
+    const items = this.#items === 'all' ? [] : [...this.#items];
     for (const [index, other] of others.entries()) {
       if (other instanceof Query) {
-        if (other.#items === 'all') return Query.all();
-        items.push(...other.#items);
+        if (other.#items === 'all') all = true;
+        else items.push(...other.#items);
       } else {
         items.push(compileItem(other, `Query.or: argument ${index}`));
       }
     }
-    return new Query(items);
+    return all ? Query.all() : new Query(items);
   }
 
   #refineLast(extra: QueryItem, method: string): Query {

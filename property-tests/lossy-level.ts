@@ -1,0 +1,175 @@
+/**
+ * LossyLevel: an in-memory abstract-level database (a memory-level subclass) that loses writes
+ * at a simulated crash the way LevelDB 1.20 can (/work/shared/notes/durability-facts.md):
+ *
+ * - every write (put, del, array or chained batch, clear) since the last durability barrier is
+ *   kept in order as one unsynced batch; a batch is atomic (all of its operations or none);
+ * - `compactRange(start, end, options)` is the barrier: the batches written before the call
+ *   become durable when the returned promise resolves (FactStore's durabilityBarrier calls it);
+ * - `crash(rng)` returns a NEW database whose content is the durable state plus a random subset
+ *   of the unsynced batches, applied in order. Any subset, not only a prefix: LevelDB can lose an
+ *   earlier unsynced batch while a later one survives. `crash(rng, 'process')` loses nothing
+ *   (the page cache survives a process crash) and keeps the batches unsynced.
+ *
+ * The old object stays usable, so a "zombie" store of the crashed process can keep writing to
+ * it without touching the new one. Randomness comes only from the `rng` given (seed it from a
+ * generated value, see {@link mulberry32}), so a failure replays exactly.
+ */
+import { MemoryLevel } from 'memory-level';
+
+export type LossyOp = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
+
+/** Which unsynced batches a power-loss crash keeps. */
+export type LossyStrategy = 'subset' | 'prefix' | 'all' | 'none';
+
+export interface LossyCrashReport {
+  mode: 'power-loss' | 'process';
+  strategy: LossyStrategy;
+  unsynced: number;
+  /** Indexes (in write order) of the unsynced batches that survived. */
+  kept: number[];
+}
+
+/** The memory-level (abstract-level) private methods this class wraps; they are not in its types. */
+interface PrivateLevel {
+  _put(key: Uint8Array, value: Uint8Array, options: object): Promise<void>;
+  _del(key: Uint8Array, options: object): Promise<void>;
+  _batch(operations: readonly { type: 'put' | 'del'; key: Uint8Array; value?: Uint8Array }[], options: object): Promise<void>;
+}
+
+const base = MemoryLevel.prototype as unknown as PrivateLevel;
+const RANGE_OPTIONS = ['gt', 'gte', 'lt', 'lte'] as const;
+
+type Entries = Map<string, { key: Uint8Array; value: Uint8Array }>;
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+}
+
+function applyBatch(entries: Entries, batch: readonly LossyOp[]): void {
+  for (const op of batch) {
+    if (op.type === 'put') entries.set(hex(op.key), { key: op.key, value: op.value });
+    else entries.delete(hex(op.key));
+  }
+}
+
+/** mulberry32: a tiny seeded PRNG, returns numbers in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
+  /** What survives any crash. */
+  readonly #durable: Entries;
+  /** Batches written since the last barrier, in write order. */
+  #unsynced: LossyOp[][];
+  #loaded = false;
+  #barriers = 0;
+  /** What the crash that made this database did (undefined for a fresh one). */
+  readonly crashReport: LossyCrashReport | undefined;
+
+  constructor(durable: Entries = new Map(), unsynced: LossyOp[][] = [], crashReport?: LossyCrashReport) {
+    super({ storeEncoding: 'view', keyEncoding: 'view', valueEncoding: 'view' });
+    this.#durable = new Map(durable);
+    this.#unsynced = unsynced.map((batch) => [...batch]);
+    this.crashReport = crashReport;
+  }
+
+  /** Unsynced batches (for debugging output). */
+  get unsyncedBatches(): number {
+    return this.#unsynced.length;
+  }
+
+  /** Completed durability barriers. */
+  get barriers(): number {
+    return this.#barriers;
+  }
+
+  // ---- abstract-level private API: record every write, then let memory-level do it ------------
+
+  async _open(): Promise<void> {
+    if (this.#loaded) return;
+    this.#loaded = true;
+    // Durable content, then what a process crash kept unsynced (still unsynced, still losable).
+    const puts = [...this.#durable.values()].map(({ key, value }) => ({ type: 'put' as const, key, value }));
+    await base._batch.call(this, puts, {});
+    for (const batch of this.#unsynced) await base._batch.call(this, batch, {});
+  }
+
+  async _put(key: Uint8Array, value: Uint8Array, options: object): Promise<void> {
+    this.#unsynced.push([{ type: 'put', key: key.slice(), value: value.slice() }]);
+    await base._put.call(this, key, value, options);
+  }
+
+  async _del(key: Uint8Array, options: object): Promise<void> {
+    this.#unsynced.push([{ type: 'del', key: key.slice() }]);
+    await base._del.call(this, key, options);
+  }
+
+  async _batch(operations: readonly { type: 'put' | 'del'; key: Uint8Array; value?: Uint8Array }[], options: object): Promise<void> {
+    const batch: LossyOp[] = operations.map((op) =>
+      op.type === 'put' ? { type: 'put', key: op.key.slice(), value: (op.value ?? new Uint8Array(0)).slice() } : { type: 'del', key: op.key.slice() },
+    );
+    this.#unsynced.push(batch);
+    await base._batch.call(this, operations, options);
+  }
+
+  /** clear(range) as one atomic batch of deletes of the keys in the range at that moment. */
+  async _clear(options: Record<string, unknown>): Promise<void> {
+    const range: Record<string, unknown> = { keyEncoding: 'view' };
+    for (const name of RANGE_OPTIONS) if (options[name] !== undefined) range[name] = options[name];
+    if (typeof options.limit === 'number' && options.limit >= 0) range.limit = options.limit;
+    if (options.reverse === true) range.reverse = true;
+    const keys = await this.keys<Uint8Array>(range).all();
+    await this._batch(
+      keys.map((key) => ({ type: 'del' as const, key })),
+      {},
+    );
+  }
+
+  /** The durability barrier: everything written before the call is durable once it resolves. */
+  async compactRange(_start?: unknown, _end?: unknown, _options?: unknown): Promise<void> {
+    const covered = this.#unsynced.length;
+    // Like classic-level, the work completes later; a crash before then makes nothing durable.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    for (const batch of this.#unsynced.slice(0, covered)) applyBatch(this.#durable, batch);
+    this.#unsynced = this.#unsynced.slice(covered);
+    this.#barriers += 1;
+  }
+
+  /**
+   * The database after a crash at this moment: a new object (open it, or let FactStore open
+   * it). 'power-loss' keeps the durable state plus a random subset of the unsynced batches;
+   * 'process' keeps everything (still unsynced).
+   */
+  crash(rng: () => number, mode: 'power-loss' | 'process' = 'power-loss'): LossyLevel {
+    const unsynced = this.#unsynced;
+    if (mode === 'process') {
+      const kept = unsynced.map((_, index) => index);
+      return new LossyLevel(this.#durable, unsynced, { mode, strategy: 'all', unsynced: unsynced.length, kept });
+    }
+    const draw = rng();
+    // Mostly arbitrary subsets (holes), sometimes the plain cases.
+    const strategy: LossyStrategy = draw < 0.55 ? 'subset' : draw < 0.8 ? 'prefix' : draw < 0.9 ? 'all' : 'none';
+    let kept: number[];
+    if (strategy === 'subset') {
+      const keepProbability = rng();
+      kept = unsynced.map((_, index) => index).filter(() => rng() < keepProbability);
+    } else if (strategy === 'prefix') {
+      const length = Math.floor(rng() * (unsynced.length + 1));
+      kept = unsynced.slice(0, length).map((_, index) => index);
+    } else {
+      kept = strategy === 'all' ? unsynced.map((_, index) => index) : [];
+    }
+    const durable: Entries = new Map(this.#durable);
+    for (const index of kept) applyBatch(durable, unsynced[index]!);
+    return new LossyLevel(durable, [], { mode, strategy, unsynced: unsynced.length, kept });
+  }
+}
