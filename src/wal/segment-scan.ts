@@ -63,12 +63,15 @@ export function findAttestingRecord(
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   // A record in the tail cannot carry an LSN further from the first lost one than records fit.
   const lsnCeiling = firstLostLsn + Math.ceil((tailEnd - from) / 32);
-  for (let offset = from; offset + 32 <= tailEnd; offset++) {
+  // tailEnd is one past the last non-zero byte, so the last record's own trailing zeros (reserved
+  // bytes, a payload ending in zeros) lie beyond it: records start before tailEnd but are read to
+  // the end of the segment.
+  for (let offset = from; offset < tailEnd && offset + 32 <= bytes.length; offset++) {
     const lsn = view.getUint32(offset + 8, true) + view.getUint32(offset + 12, true) * 2 ** 32;
     if (lsn < firstLostLsn || lsn > lsnCeiling) continue;
     const durableLsn = view.getUint32(offset + 16, true) + view.getUint32(offset + 20, true) * 2 ** 32;
     if (durableLsn < firstLostLsn || durableLsn >= lsn) continue;
-    const record = decodeRecordAt(bytes, offset, tailEnd);
+    const record = decodeRecordAt(bytes, offset);
     if (record !== null) return record;
   }
   return null;

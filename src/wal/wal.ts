@@ -22,7 +22,7 @@ import {
   TEMP_SUFFIX,
 } from './format.js';
 import { NodeFileSystem } from './node-file-system.js';
-import { endOfNonZero, findAttestingRecord, scanSegment } from './segment-scan.js';
+import { endOfNonZero, findAttestingRecord, scanSegment, type SegmentScan } from './segment-scan.js';
 
 export type SyncMode = 'always' | 'interval' | 'none';
 
@@ -102,6 +102,8 @@ interface PendingAppend {
 }
 
 interface SyncWaiter {
+  /** The last LSN handed out when the sync was asked for: it resolves once that is durable. */
+  upTo: number;
   resolve: () => void;
   reject: (error: Error) => void;
 }
@@ -300,7 +302,7 @@ export class Wal implements AsyncDisposable {
     if (this.#closed) return Promise.reject(this.#closedError('sync'));
     if (this.#poison) return Promise.reject(this.#poisonedError());
     return new Promise<void>((resolve, reject) => {
-      this.#syncWaiters.push({ resolve, reject });
+      this.#syncWaiters.push({ upTo: this.#nextLsn - 1, resolve, reject });
       this.#kick();
     });
   }
@@ -425,7 +427,7 @@ export class Wal implements AsyncDisposable {
     try {
       if (!this.#poison) {
         await new Promise<void>((resolve) => {
-          this.#syncWaiters.push({ resolve, reject: () => resolve() });
+          this.#syncWaiters.push({ upTo: this.#nextLsn - 1, resolve, reject: () => resolve() });
           this.#kick();
         });
       }
@@ -464,26 +466,37 @@ export class Wal implements AsyncDisposable {
   }
 
   async #runLoop(): Promise<void> {
+    // Taken out of #pending / #syncWaiters while in progress: a failure must reject them too.
+    let group: PendingAppend[] = [];
+    let waiters: SyncWaiter[] = [];
     try {
       while (this.#pending.length > 0 || this.#syncWaiters.length > 0 || this.#syncDue) {
         // Let callers resolved by the last flush append again before the group is cut.
         await yieldToEventLoop();
         if (this.#poison) return;
         if (this.#pending.length > 0) {
-          const group = this.#pending;
+          group = this.#pending;
           this.#pending = [];
           await this.#writeGroup(group);
+          group = [];
         }
         if (this.#syncWaiters.length > 0 || this.#syncDue) {
-          const waiters = this.#syncWaiters;
+          waiters = this.#syncWaiters;
           this.#syncWaiters = [];
           this.#syncDue = false;
           await this.#syncActive();
-          for (const waiter of waiters) waiter.resolve();
+          // A waiter whose appends arrived during this group's write waits for the next round.
+          for (const waiter of waiters) {
+            if (waiter.upTo <= this.#durableLsn) waiter.resolve();
+            else this.#syncWaiters.push(waiter);
+          }
+          waiters = [];
         }
       }
     } catch (error) {
       this.#poisonWith(error);
+      const poisoned = this.#poisonedError();
+      for (const waiter of waiters) waiter.reject(poisoned);
     }
   }
 
@@ -726,6 +739,7 @@ export class Wal implements AsyncDisposable {
     let lastLsn = 0;
     let activeEnd = SEGMENT_HEADER_SIZE_BYTES;
     let capacityBytes = 0;
+    let activeScan: { bytes: Uint8Array; scan: SegmentScan } | null = null;
     for (let index = firstNeeded; index < segments.length; index++) {
       const segment = segments[index]!;
       const next = segments[index + 1];
@@ -744,6 +758,7 @@ export class Wal implements AsyncDisposable {
           lastLsn = scan.lastLsn;
           activeEnd = scan.endOffset;
           capacityBytes = bytes.length;
+          activeScan = { bytes, scan };
           break;
         }
         continue;
@@ -752,6 +767,7 @@ export class Wal implements AsyncDisposable {
       lastLsn = scan.lastLsn;
       activeEnd = scan.endOffset;
       capacityBytes = bytes.length;
+      activeScan = { bytes, scan };
       const tailEnd = endOfNonZero(bytes, scan.endOffset);
       if (tailEnd > scan.endOffset) {
         const attesting = findAttestingRecord(bytes, scan.endOffset, tailEnd, scan.lastLsn + 1);
@@ -793,6 +809,26 @@ export class Wal implements AsyncDisposable {
       handle = await this.#fs.open(activeSegment.path, 'readwrite');
     } catch (error) {
       throw ioError('open', activeSegment.path, error);
+    }
+    // The recovered log is durable from here on (replay hands it out as such), even when the
+    // crash was only the process's and part of it was still in the page cache; same for the
+    // directory (a segment created, or deleted by a checkpoint, just before the crash).
+    try {
+      // Records above every durable LSN stamped in the segment may never have been synced, and
+      // after a failed fdatasync the page cache shows bytes that a later fdatasync does not
+      // write ("fsyncgate"): write them again so that the fdatasync below covers them.
+      const records = activeScan?.scan.records ?? [];
+      const stamped = records.reduce((max, record) => Math.max(max, record.durableLsn), 0);
+      const firstUnsynced = records.find((record) => record.lsn > stamped);
+      if (activeScan && firstUnsynced) {
+        const from = firstUnsynced.payloadOffset - RECORD_HEADER_SIZE_BYTES;
+        await handle.write(activeScan.bytes.subarray(from, activeEnd), from);
+      }
+      await handle.datasync();
+      await this.#fs.syncDir(this.dir);
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw ioError('fdatasync', activeSegment.path, error);
     }
     this.#segments = segments;
     this.#active = { segment: activeSegment, handle, offsetBytes: activeEnd, capacityBytes };
