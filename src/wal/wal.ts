@@ -299,7 +299,14 @@ export class Wal implements AsyncDisposable {
 
   /** Makes every append made before this call durable (whatever the sync mode). */
   sync(): Promise<void> {
-    if (this.#closed) return Promise.reject(this.#closedError('sync'));
+    if (this.#closed || this.#closing) return Promise.reject(this.#closedError('sync'));
+    if (this.#poison) return Promise.reject(this.#poisonedError());
+    return this.#requestSync();
+  }
+
+  /** Resolves once every LSN handed out so far is durable; close and checkpoints use it too. */
+  #requestSync(): Promise<void> {
+    // A poisoned loop never runs again: its waiters would hang.
     if (this.#poison) return Promise.reject(this.#poisonedError());
     return new Promise<void>((resolve, reject) => {
       this.#syncWaiters.push({ upTo: this.#nextLsn - 1, resolve, reject });
@@ -312,7 +319,7 @@ export class Wal implements AsyncDisposable {
    * wholly at or below it beyond the `retainSegments` newest such ones.
    */
   checkpoint(lsn: number): Promise<void> {
-    if (this.#closed) return Promise.reject(this.#closedError('checkpoint'));
+    if (this.#closed || this.#closing) return Promise.reject(this.#closedError('checkpoint'));
     if (this.#poison) return Promise.reject(this.#poisonedError());
     if (!Number.isSafeInteger(lsn) || lsn < 0 || lsn > this.lastLsn) {
       return Promise.reject(
@@ -425,12 +432,8 @@ export class Wal implements AsyncDisposable {
 
   async #close(): Promise<void> {
     try {
-      if (!this.#poison) {
-        await new Promise<void>((resolve) => {
-          this.#syncWaiters.push({ upTo: this.#nextLsn - 1, resolve, reject: () => resolve() });
-          this.#kick();
-        });
-      }
+      // A failed final sync has poisoned the WAL and rejected its appends: close anyway.
+      if (!this.#poison) await this.#requestSync().catch(() => undefined);
       await this.#loop;
       await this.#checkpointChain;
     } finally {
@@ -496,6 +499,7 @@ export class Wal implements AsyncDisposable {
     } catch (error) {
       this.#poisonWith(error);
       const poisoned = this.#poisonedError();
+      for (const unit of group) unit.reject(poisoned);
       for (const waiter of waiters) waiter.reject(poisoned);
     }
   }
@@ -646,7 +650,7 @@ export class Wal implements AsyncDisposable {
 
   async #checkpoint(lsn: number): Promise<void> {
     if (lsn <= this.#checkpointLsn) return;
-    if (lsn > this.#durableLsn) await this.sync();
+    if (lsn > this.#durableLsn) await this.#requestSync();
     await this.#writeCheckpointFile(lsn);
     this.#checkpointLsn = lsn;
     await this.#deleteCheckpointedSegments();
@@ -778,6 +782,13 @@ export class Wal implements AsyncDisposable {
           );
           if (!this.#options.repair) throw damage;
           await this.#repair(report, segments, index, bytes, scan.endOffset, scan.lastLsn + 1, damage.message);
+        } else if (scan.lastLsn < checkpointLsn) {
+          // The first lost LSN was checkpointed, so it had been durable: row 9, not a torn tail.
+          // Without repair the tail is left as it is and the check below refuses to open.
+          if (this.#options.repair) {
+            const reason = `segment ${segment.path}: damaged record at offset ${scan.endOffset} (LSN ${scan.lastLsn + 1}), at or below the checkpoint ${checkpointLsn}`;
+            await this.#repair(report, segments, index, bytes, scan.endOffset, scan.lastLsn + 1, reason);
+          }
         } else {
           await this.#zeroRange(segment, scan.endOffset, tailEnd);
           report.truncatedBytes = tailEnd - scan.endOffset;
@@ -828,7 +839,7 @@ export class Wal implements AsyncDisposable {
       await this.#fs.syncDir(this.dir);
     } catch (error) {
       await handle.close().catch(() => undefined);
-      throw ioError('fdatasync', activeSegment.path, error);
+      throw ioError('sync recovered log', activeSegment.path, error);
     }
     this.#segments = segments;
     this.#active = { segment: activeSegment, handle, offsetBytes: activeEnd, capacityBytes };
