@@ -2,7 +2,7 @@
 import { decodeChunk, type DecodedChunk } from '../ledger/chunk.js';
 import { decodeCommit, WAL_RECORD_COMMIT } from '../ledger/commit-record.js';
 import { INDEX_KEY_SPACES, indexPrefix, KeySpace, ledgerKey, prefixBounds, readU64, spaceRange, utf8 } from '../ledger/keys.js';
-import { VIEW, type LevelDatabase } from '../ledger/level.js';
+import { VIEW, type BatchFactory, type LevelDatabase } from '../ledger/level.js';
 import type { Wal } from '../wal/wal.js';
 import { forEachIndexEntry } from './entries.js';
 
@@ -36,21 +36,22 @@ async function* ledgerChunks(db: LevelDatabase): AsyncGenerator<{ first: number;
 
 export async function rebuildIndexes(
   db: LevelDatabase,
+  newBatch: BatchFactory,
   head: number,
   dataFields: readonly string[],
   onProgress?: (progress: RebuildProgress) => void,
 ): Promise<{ events: number }> {
   for (const space of INDEX_KEY_SPACES) await db.clear({ keyEncoding: 'view', ...spaceRange(space) });
-  let batch = db.batch();
+  let batch = newBatch();
   let inBatch = 0;
   let events = 0;
   for await (const { first, chunk } of ledgerChunks(db)) {
-    forEachIndexEntry(chunk, first, (key, value) => batch.put<Uint8Array, Uint8Array>(key, value, VIEW), dataFields);
+    forEachIndexEntry(chunk, first, (key, value) => batch.put(key, value), dataFields);
     inBatch += chunk.tuples.length;
     events += chunk.tuples.length;
     if (inBatch >= REBUILD_BATCH_EVENTS) {
       await batch.write();
-      batch = db.batch();
+      batch = newBatch();
       inBatch = 0;
       onProgress?.({ events, total: head });
     }
@@ -162,16 +163,17 @@ export interface DataIndexProgress {
  */
 export async function buildDataIndexes(
   db: LevelDatabase,
+  newBatch: BatchFactory,
   head: number,
   fields: readonly string[],
   onProgress?: (progress: DataIndexProgress) => void,
 ): Promise<void> {
   for (const field of fields) await db.clear({ keyEncoding: 'view', ...prefixBounds(indexPrefix(KeySpace.data, utf8(field))) });
-  let batch = db.batch();
+  let batch = newBatch();
   let inBatch = 0;
   let events = 0;
   const onlyData = (key: Uint8Array, value: Uint8Array) => {
-    if (key[0] === KeySpace.data) batch.put<Uint8Array, Uint8Array>(key, value, VIEW);
+    if (key[0] === KeySpace.data) batch.put(key, value);
   };
   for await (const { first, chunk } of ledgerChunks(db)) {
     forEachIndexEntry(chunk, first, onlyData, fields);
@@ -179,7 +181,7 @@ export async function buildDataIndexes(
     events += chunk.tuples.length;
     if (inBatch >= REBUILD_BATCH_EVENTS) {
       await batch.write();
-      batch = db.batch();
+      batch = newBatch();
       inBatch = 0;
       onProgress?.({ fields: [...fields], events, total: head });
     }

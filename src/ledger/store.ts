@@ -24,7 +24,7 @@ import { NodeFileSystem } from '../wal/node-file-system.js';
 import { Wal, type WalOptions } from '../wal/wal.js';
 import { canonicalBytes, decodeChunk, encodeChunk, recordedEvent, type DecodedChunk, type EventTuple } from './chunk.js';
 import { indexRange, KeySpace, metaKey, nameKey, readU64, spaceRange, u64, u64Pair, utf8, utf8Decode, ledgerKey } from './keys.js';
-import { VIEW, type LevelDatabase } from './level.js';
+import { batchFactory, VIEW, type BatchFactory, type LevelDatabase } from './level.js';
 import { decodeCommit, encodeCommit, WAL_RECORD_COMMIT } from './commit-record.js';
 import {
   checkExpectation,
@@ -127,6 +127,7 @@ export class FactStore implements AsyncDisposable {
   readonly #db: LevelDatabase;
   readonly #ownsDb: boolean;
   readonly #reader: LedgerReader;
+  readonly #newBatch: BatchFactory;
   readonly #checkpointEveryBytes: number;
   /** Last position applied to LevelDB and visible to reads. */
   #head = 0;
@@ -165,6 +166,7 @@ export class FactStore implements AsyncDisposable {
     this.#db = db;
     this.#ownsDb = ownsDb;
     this.#reader = new LedgerReader(db);
+    this.#newBatch = batchFactory(db, ownsDb);
     this.#checkpointEveryBytes = checkpointEveryBytes;
   }
 
@@ -286,7 +288,7 @@ export class FactStore implements AsyncDisposable {
     this.#checkOpen('rebuildIndexes');
     if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalid('rebuildIndexes: onProgress must be a function');
     const result = await this.#exclusive(() =>
-      this.#underRebuildMarker(() => rebuildIndexes(this.#db, this.#head, this.#dataFields, options.onProgress)),
+      this.#underRebuildMarker(() => rebuildIndexes(this.#db, this.#newBatch, this.#head, this.#dataFields, options.onProgress)),
     );
     this.#streamVersions.clear();
     return result;
@@ -397,7 +399,7 @@ export class FactStore implements AsyncDisposable {
     if (missing.length === 0) return;
     const recorded = [...new Set([...this.#dataFields, ...missing])].sort();
     await this.#underRebuildMarker(async () => {
-      await buildDataIndexes(this.#db, this.#head, [...new Set(missing)], this.#onIndexBuild);
+      await buildDataIndexes(this.#db, this.#newBatch, this.#head, [...new Set(missing)], this.#onIndexBuild);
       // The entries must be durable before the record that says they are complete.
       await durabilityBarrier(this.#db);
       await this.#db.put<Uint8Array, Uint8Array>(metaKey('dataFields'), metaEncoder.encode(recorded), VIEW);
@@ -646,8 +648,8 @@ export class FactStore implements AsyncDisposable {
   }
 
   async #apply(chunks: { firstPosition: number; bytes: Uint8Array; decoded: DecodedChunk }[], lsn: number): Promise<void> {
-    const batch = this.#db.batch();
-    const put = (key: Uint8Array, value: Uint8Array) => batch.put<Uint8Array, Uint8Array>(key, value, VIEW);
+    const batch = this.#newBatch();
+    const put = (key: Uint8Array, value: Uint8Array) => batch.put(key, value);
     let last = this.#head;
     for (const chunk of chunks) {
       put(ledgerKey(chunk.firstPosition), chunk.bytes);
@@ -736,7 +738,7 @@ export class FactStore implements AsyncDisposable {
         { details: { appliedLsn, walCheckpointLsn: this.#wal.checkpointLsn } },
       );
     }
-    let batch = db.batch();
+    let batch = this.#newBatch();
     let batchEvents = 0;
     let expectedFirst: number | null = null;
     for await (const record of this.#wal.replay()) {
@@ -750,18 +752,18 @@ export class FactStore implements AsyncDisposable {
       let position = commit.firstPosition;
       for (const bytes of commit.chunks) {
         const decoded = decodeChunk(bytes, `in WAL record ${record.lsn}`);
-        batch.put<Uint8Array, Uint8Array>(ledgerKey(position), bytes, VIEW);
-        forEachIndexEntry(decoded, position, (key, value) => batch.put<Uint8Array, Uint8Array>(key, value, VIEW), this.#dataFields);
+        batch.put(ledgerKey(position), bytes);
+        forEachIndexEntry(decoded, position, (key, value) => batch.put(key, value), this.#dataFields);
         position += decoded.tuples.length;
         batchEvents += decoded.tuples.length;
       }
       expectedFirst = position;
       head = position - 1;
       appliedLsn = record.lsn;
-      batch.put<Uint8Array, Uint8Array>(metaKey('applied'), u64Pair(head, appliedLsn), VIEW);
+      batch.put(metaKey('applied'), u64Pair(head, appliedLsn));
       if (batchEvents >= REPLAY_BATCH_EVENTS) {
         await batch.write();
-        batch = db.batch();
+        batch = this.#newBatch();
         batchEvents = 0;
       }
     }
@@ -772,7 +774,7 @@ export class FactStore implements AsyncDisposable {
     await this.#checkpoint();
     if ((await db.get<Uint8Array, Uint8Array>(metaKey('rebuilding'), VIEW)) !== undefined) {
       // An index rebuild or data-index build was cut short: its entries cannot be trusted.
-      await this.#underRebuildMarker(() => rebuildIndexes(db, this.#head, this.#dataFields));
+      await this.#underRebuildMarker(() => rebuildIndexes(db, this.#newBatch, this.#head, this.#dataFields));
     }
     await this.#ensureDataIndexes(this.#declaredDataFields);
   }
