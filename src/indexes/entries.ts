@@ -26,7 +26,13 @@ export function forEachIndexEntry(chunk: DecodedChunk, firstPosition: number, pu
       typeBytesCache.set(type, typeBytes);
     }
     put(indexKey(KeySpace.type, typeBytes, position), chunkValue);
-    for (const tag of tags) put(indexKey(KeySpace.tag, utf8(tag), position), chunkValue);
+    if (tags.length > 0) {
+      // The type rides along in tag entries: an item with tags and types filters on one cursor.
+      const tagValue = new Uint8Array(8 + typeBytes.length);
+      tagValue.set(chunkValue, 0);
+      tagValue.set(typeBytes, 8);
+      for (const tag of tags) put(indexKey(KeySpace.tag, utf8(tag), position), tagValue);
+    }
     put(nameKey(KeySpace.id, utf8(id)), u64(position));
     for (const field of dataFields) {
       const value = dataFieldBytes(data, field);

@@ -23,7 +23,7 @@ import { joinPath } from '../wal/file-system.js';
 import { NodeFileSystem } from '../wal/node-file-system.js';
 import { Wal, type WalOptions } from '../wal/wal.js';
 import { canonicalBytes, decodeChunk, encodeChunk, recordedEvent, type DecodedChunk, type EventTuple } from './chunk.js';
-import { indexRange, KeySpace, metaKey, nameKey, readU64, spaceRange, u64, u64Pair, utf8, utf8Decode, ledgerKey } from './keys.js';
+import { indexPrefix, indexRange, KeySpace, ledgerKey, metaKey, nameKey, prefixBounds, readU64, spaceRange, u64, u64Pair, utf8, utf8Decode } from './keys.js';
 import { batchFactory, VIEW, type BatchFactory, type LevelDatabase } from './level.js';
 import { decodeCommit, encodeCommit, WAL_RECORD_COMMIT } from './commit-record.js';
 import {
@@ -46,7 +46,7 @@ import {
   type RebuildProgress,
   type VerifyReport,
 } from '../indexes/maintenance.js';
-import { Query, matchesQuery, DATA_FIELD_SIZE_BYTES_MAX } from '../query/query.js';
+import { Query, matchesQuery, DATA_FIELD_SIZE_BYTES_MAX, type CompiledItem } from '../query/query.js';
 import { openQueryCursor } from '../query/plan.js';
 import { Encoder } from 'cbor-x';
 
@@ -56,6 +56,7 @@ export const STREAM_VERSION_CACHE_ENTRIES_MAX = 100_000;
 export const GROUP_APPENDS_MAX = 1024;
 const REPLAY_BATCH_EVENTS = 4096;
 const READ_BATCH_EVENTS = 128;
+export const NEWEST_POSITIONS_ENTRIES_MAX = 100_000;
 
 export interface FactStoreOptions {
   /** Create the database when missing (default true); with false a missing one fails with FACT_NOT_FOUND. */
@@ -145,6 +146,8 @@ export class FactStore implements AsyncDisposable {
   #closed = false;
   /** Index maintenance (rebuild, verify) during which appends wait. */
   #maintenance: Promise<unknown> | null = null;
+  /** Newest position per tag or type index ('G'/'T' + name), for condition checks; bounded. */
+  readonly #newestPositions = new Map<string, number>();
   /** Data fields with an index, in order; recorded under `M dataFields`. */
   #dataFields: string[] = [];
   readonly #declaredDataFields: string[];
@@ -378,12 +381,60 @@ export class FactStore implements AsyncDisposable {
   async #latestMatch(query: Query, after: number): Promise<number> {
     const items = query.compiled;
     if (items === 'all') return this.#head > after ? this.#head : 0;
+    if (!(await this.#mayMatchAfter(items, after))) return 0;
     const cursor = await openQueryCursor(this.#db, items, false, undefined);
     try {
       const hit = cursor.current;
       return hit !== null && hit.position > after ? hit.position : 0;
     } finally {
       await cursor.close();
+    }
+  }
+
+  /**
+   * False when no item can match an event after `after`: an item's matches are bounded by the
+   * newest event of each of its tags and of its types (kept in memory, read from the index on a
+   * miss). Most conditions are settled here without an index scan.
+   */
+  async #mayMatchAfter(items: readonly CompiledItem[], after: number): Promise<boolean> {
+    for (const item of items) {
+      let bound = Number.POSITIVE_INFINITY;
+      for (const tag of item.tags) bound = Math.min(bound, await this.#newestWith(KeySpace.tag, tag));
+      if (item.types !== null && bound > after) {
+        let newestOfTypes = 0;
+        for (const type of item.types) newestOfTypes = Math.max(newestOfTypes, await this.#newestWith(KeySpace.type, type));
+        bound = Math.min(bound, newestOfTypes);
+      }
+      if (bound > after) return true;
+    }
+    return false;
+  }
+
+  /** The newest position in one tag or type index (0 when empty). Only the writer calls it. */
+  async #newestWith(space: number, name: string): Promise<number> {
+    const key = String.fromCharCode(space) + name;
+    const cached = this.#newestPositions.get(key);
+    if (cached !== undefined) return cached;
+    const keys = await this.#db.keys<Uint8Array>({ keyEncoding: 'view', ...prefixBounds(indexPrefix(space, utf8(name))), reverse: true, limit: 1 }).all();
+    const newest = keys[0] === undefined ? 0 : readU64(keys[0], keys[0].length - 8);
+    if (this.#newestPositions.size >= NEWEST_POSITIONS_ENTRIES_MAX) this.#newestPositions.clear();
+    this.#newestPositions.set(key, newest);
+    return newest;
+  }
+
+  /** Keeps the cached newest positions right after an apply (entries not cached are read on demand). */
+  #noteNewestPositions(chunks: readonly { firstPosition: number; decoded: DecodedChunk }[]): void {
+    if (this.#newestPositions.size === 0) return;
+    const note = (key: string, position: number) => {
+      if (this.#newestPositions.has(key)) this.#newestPositions.set(key, position);
+    };
+    const typePrefix = String.fromCharCode(KeySpace.type);
+    const tagPrefix = String.fromCharCode(KeySpace.tag);
+    for (const chunk of chunks) {
+      chunk.decoded.tuples.forEach(([, type, , , tags], index) => {
+        note(typePrefix + type, chunk.firstPosition + index);
+        for (const tag of tags) note(tagPrefix + tag, chunk.firstPosition + index);
+      });
     }
   }
 
@@ -658,6 +709,7 @@ export class FactStore implements AsyncDisposable {
     }
     put(metaKey('applied'), u64Pair(last, lsn));
     await batch.write();
+    this.#noteNewestPositions(chunks);
     assert(last >= this.#head, 'positions only grow');
     this.#head = last;
     this.#appliedLsn = lsn;

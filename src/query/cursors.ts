@@ -4,7 +4,7 @@
  * intersection (tags and criteria of one item). Intersections seek instead of scanning, so a
  * rare tag ANDed with a common type reads about as many entries as the rare tag has.
  */
-import { prefixBounds, readU64, writeU64 } from '../ledger/keys.js';
+import { prefixBounds, readU64, utf8Decode, writeU64 } from '../ledger/keys.js';
 import { VIEW, type LevelDatabase } from '../ledger/level.js';
 import type { IndexHit } from './ledger-reader.js';
 
@@ -35,10 +35,13 @@ export class IndexCursor implements PositionCursor {
   #index = 0;
   #exhausted = false;
   #batchEntries = FIRST_BATCH_ENTRIES;
+  /** Tag entries carry their event's type after the chunk position: keep only these types. */
+  readonly #types: ReadonlySet<string> | null;
 
-  private constructor(db: LevelDatabase, prefix: Uint8Array, forward: boolean, from: number | undefined) {
+  private constructor(db: LevelDatabase, prefix: Uint8Array, forward: boolean, from: number | undefined, types: ReadonlySet<string> | null) {
     this.#prefix = prefix;
     this.#forward = forward;
+    this.#types = types;
     const bounds = prefixBounds(prefix);
     const start = from === undefined ? undefined : this.#key(from);
     this.#iterator = db.iterator<Uint8Array, Uint8Array>(
@@ -48,8 +51,14 @@ export class IndexCursor implements PositionCursor {
     );
   }
 
-  static async open(db: LevelDatabase, prefix: Uint8Array, forward: boolean, from: number | undefined): Promise<IndexCursor> {
-    const cursor = new IndexCursor(db, prefix, forward, from);
+  static async open(
+    db: LevelDatabase,
+    prefix: Uint8Array,
+    forward: boolean,
+    from: number | undefined,
+    types: ReadonlySet<string> | null = null,
+  ): Promise<IndexCursor> {
+    const cursor = new IndexCursor(db, prefix, forward, from, types);
     await cursor.#fill();
     return cursor;
   }
@@ -94,12 +103,17 @@ export class IndexCursor implements PositionCursor {
   async #fill(): Promise<void> {
     this.#buffer = [];
     this.#index = 0;
-    if (this.#exhausted) return;
-    const entries = await this.#iterator.nextv(this.#batchEntries);
-    // Small first batches keep `limit: 1` reads cheap; long scans grow into large ones.
-    this.#batchEntries = Math.min(BATCH_ENTRIES_MAX, this.#batchEntries * 2);
-    if (entries.length === 0) this.#exhausted = true;
-    for (const [key, value] of entries) this.#buffer.push({ position: readU64(key, key.length - 8), chunk: readU64(value, 0) });
+    // With a type filter a whole batch can be skipped: read on until a hit or the end.
+    while (this.#buffer.length === 0 && !this.#exhausted) {
+      const entries = await this.#iterator.nextv(this.#batchEntries);
+      // Small first batches keep `limit: 1` reads cheap; long scans grow into large ones.
+      this.#batchEntries = Math.min(BATCH_ENTRIES_MAX, this.#batchEntries * 2);
+      if (entries.length === 0) this.#exhausted = true;
+      for (const [key, value] of entries) {
+        if (this.#types !== null && !this.#types.has(utf8Decode(value.subarray(8)))) continue;
+        this.#buffer.push({ position: readU64(key, key.length - 8), chunk: readU64(value, 0) });
+      }
+    }
   }
 }
 

@@ -13,15 +13,17 @@ async function union(cursors: PositionCursor[], forward: boolean): Promise<Posit
 }
 
 async function itemCursor(db: LevelDatabase, item: CompiledItem, forward: boolean, from: number | undefined): Promise<PositionCursor> {
-  const open = (prefix: Uint8Array) => IndexCursor.open(db, prefix, forward, from);
+  const open = (prefix: Uint8Array, types: ReadonlySet<string> | null = null) => IndexCursor.open(db, prefix, forward, from, types);
   const criteria: PositionCursor[] = [];
-  // Tags first: they are usually the most selective, and the intersection drives from its first child.
-  for (const tag of item.tags) criteria.push(await open(indexPrefix(KeySpace.tag, utf8(tag))));
+  // Tags first: they are usually the most selective, and the intersection drives from its first
+  // child. Tag entries carry the event type, so the first tag cursor also applies `types`.
+  const typesOnTag = item.types !== null && item.tags.length > 0 ? new Set(item.types) : null;
+  for (const [index, tag] of item.tags.entries()) criteria.push(await open(indexPrefix(KeySpace.tag, utf8(tag)), index === 0 ? typesOnTag : null));
   for (const { field, values } of item.data) {
     const fieldBytes = utf8(field);
     criteria.push(await union(await Promise.all(values.map((value) => open(dataValuePrefix(fieldBytes, value)))), forward));
   }
-  if (item.types !== null) {
+  if (item.types !== null && typesOnTag === null) {
     criteria.push(await union(await Promise.all(item.types.map((type) => open(indexPrefix(KeySpace.type, utf8(type))))), forward));
   }
   return criteria.length === 1 ? criteria[0]! : IntersectionCursor.open(criteria, forward);
