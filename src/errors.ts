@@ -59,3 +59,8 @@ export function ioError(operation: string, path: string, cause: unknown): FactEr
     details: { operation, path, ...(typeof code === 'string' ? { errno: code } : {}) },
   });
 }
+
+/** A caught value as an Error (everything factstore throws is one; this is for foreign code). */
+export function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}

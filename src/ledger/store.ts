@@ -3,7 +3,7 @@
  * checkpoints and recovery as specified in docs/storage-format.md.
  */
 import { ClassicLevel } from 'classic-level';
-import { assert, FactError, ioError, isFactError } from '../errors.js';
+import { asError, assert, FactError, ioError, isFactError } from '../errors.js';
 import { forEachIndexEntry } from '../indexes/entries.js';
 import { LedgerReader, type ScanOptions } from '../query/ledger-reader.js';
 import { EventStream } from '../query/event-stream.js';
@@ -22,7 +22,7 @@ import type { FileSystem } from '../wal/file-system.js';
 import { joinPath } from '../wal/file-system.js';
 import { NodeFileSystem } from '../wal/node-file-system.js';
 import { Wal, type WalOptions } from '../wal/wal.js';
-import { canonicalBytes, decodeChunk, encodeChunk, recordedEvent, type DecodedChunk, type EventTuple } from './chunk.js';
+import { canonicalBytes, decodeChunk, encodeChunk, type DecodedChunk, type EventTuple } from './chunk.js';
 import { indexPrefix, indexRange, KeySpace, ledgerKey, metaKey, nameKey, prefixBounds, readU64, spaceRange, u64, u64Pair, utf8, utf8Decode } from './keys.js';
 import { batchFactory, VIEW, type BatchFactory, type LevelDatabase } from './level.js';
 import { decodeCommit, encodeCommit, WAL_RECORD_COMMIT } from './commit-record.js';
@@ -232,7 +232,7 @@ export class FactStore implements AsyncDisposable {
       const checked = checkCondition(condition, 'append');
       return this.#submit('append', '', 'any', checked, events).then(({ position, count }) => ({ position, count }));
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(asError(error));
     }
   }
 
@@ -246,7 +246,7 @@ export class FactStore implements AsyncDisposable {
       const condition = checkCondition(options.condition, 'appendStream');
       return this.#submit('appendStream', stream, expect, condition, events);
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(asError(error));
     }
   }
 
@@ -478,7 +478,7 @@ export class FactStore implements AsyncDisposable {
         this.#kickWriter();
       });
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(asError(error));
     }
   }
 

@@ -8,7 +8,7 @@ import type { LevelDatabase } from '../ledger/level.js';
 import { IndexCursor, IntersectionCursor, UnionCursor, type PositionCursor } from './cursors.js';
 import type { CompiledItem } from './query.js';
 
-async function union(cursors: PositionCursor[], forward: boolean): Promise<PositionCursor> {
+function union(cursors: PositionCursor[], forward: boolean): PositionCursor {
   return cursors.length === 1 ? cursors[0]! : new UnionCursor(cursors, forward);
 }
 
@@ -21,10 +21,10 @@ async function itemCursor(db: LevelDatabase, item: CompiledItem, forward: boolea
   for (const [index, tag] of item.tags.entries()) criteria.push(await open(indexPrefix(KeySpace.tag, utf8(tag)), index === 0 ? typesOnTag : null));
   for (const { field, values } of item.data) {
     const fieldBytes = utf8(field);
-    criteria.push(await union(await Promise.all(values.map((value) => open(dataValuePrefix(fieldBytes, value)))), forward));
+    criteria.push(union(await Promise.all(values.map((value) => open(dataValuePrefix(fieldBytes, value)))), forward));
   }
   if (item.types !== null && typesOnTag === null) {
-    criteria.push(await union(await Promise.all(item.types.map((type) => open(indexPrefix(KeySpace.type, utf8(type))))), forward));
+    criteria.push(union(await Promise.all(item.types.map((type) => open(indexPrefix(KeySpace.type, utf8(type))))), forward));
   }
   return criteria.length === 1 ? criteria[0]! : IntersectionCursor.open(criteria, forward);
 }

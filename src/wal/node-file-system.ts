@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { FactError } from '../errors.js';
+import { asError, FactError } from '../errors.js';
 import type { FileHandle, FileLock, FileSystem, OpenMode } from './file-system.js';
 import { parentDir } from './file-system.js';
 
@@ -80,7 +80,7 @@ class NodeFileHandle implements FileHandle {
       }
       return Promise.resolve();
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(asError(error));
     }
   }
 
@@ -90,7 +90,7 @@ class NodeFileHandle implements FileHandle {
       try {
         fs.fdatasyncSync(this.#fd);
       } catch (error) {
-        return Promise.reject(error as Error);
+        return Promise.reject(asError(error));
       }
       this.#policy.record(performance.now() - started);
       return Promise.resolve();
