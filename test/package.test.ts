@@ -1,0 +1,50 @@
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+/** Imports `specifier` in a plain Node process (no tsx), the way a dependent project would. */
+function exportsOf(specifier: string): string[] {
+  const script = `const m = await import(${JSON.stringify(specifier)}); console.log(JSON.stringify(Object.keys(m).sort()));`;
+  const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
+  return JSON.parse(output) as string[];
+}
+
+describe('the published package', () => {
+  beforeAll(() => {
+    // What `npm ci` runs as the prepare script; rebuilt here so dist/ matches src/.
+    execFileSync(process.execPath, [fileURLToPath(new URL('../node_modules/typescript/bin/tsc', import.meta.url)), '-p', 'tsconfig.build.json'], {
+      cwd: root,
+      stdio: 'inherit',
+    });
+  }, 120_000);
+
+  it("plain Node imports 'factstore' with its explicit export list", () => {
+    const names = exportsOf('factstore');
+    for (const name of ['FactStore', 'Query', 'FactError', 'isFactError', 'Wal', 'SimFileSystem', 'NodeFileSystem']) expect(names).toContain(name);
+  });
+
+  it("plain Node imports 'factstore/wal'", () => {
+    const names = exportsOf('factstore/wal');
+    for (const name of ['Wal', 'Journal', 'SimFileSystem', 'NodeFileSystem', 'FactError']) expect(names).toContain(name);
+  });
+
+  it('the built database opens, appends and reads in plain Node', () => {
+    const script = `
+      import { FactStore, Query } from 'factstore';
+      import { mkdtempSync, rmSync } from 'node:fs';
+      import { tmpdir } from 'node:os';
+      import { join } from 'node:path';
+      const dir = mkdtempSync(join(tmpdir(), 'factstore-package-'));
+      try {
+        const db = await FactStore.open(dir);
+        await db.append({ type: 'Hello', tags: ['who:world'] });
+        const events = await db.read({ query: Query.tags('who:world') }).toArray();
+        console.log(events.length, events[0].type);
+        await db.close();
+      } finally { rmSync(dir, { recursive: true, force: true }); }`;
+    const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
+    expect(output.trim()).toBe('1 Hello');
+  });
+});
