@@ -491,9 +491,13 @@ export class FactStore implements AsyncDisposable {
   }
 
   async #runWriter(): Promise<void> {
+    let firstGroup = true;
     while (this.#queue.length > 0) {
-      // Let callers woken by the last group append again before this one is cut.
-      await yieldToEventLoop();
+      // As in the WAL's loop: a microtask for a fresh start (a lone writer pays no event-loop
+      // turn), a full turn between groups so callers woken by the last one join the next.
+      if (firstGroup) await Promise.resolve();
+      else await yieldToEventLoop();
+      firstGroup = false;
       if (this.#maintenance) return;
       const group = this.#queue.splice(0, GROUP_APPENDS_MAX);
       if (this.#failure) {

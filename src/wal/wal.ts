@@ -473,9 +473,14 @@ export class Wal implements AsyncDisposable {
     let group: PendingAppend[] = [];
     let waiters: SyncWaiter[] = [];
     try {
+      let firstGroup = true;
       while (this.#pending.length > 0 || this.#syncWaiters.length > 0 || this.#syncDue) {
-        // Let callers resolved by the last flush append again before the group is cut.
-        await yieldToEventLoop();
+        // A fresh loop waits one microtask, so appends issued in the same synchronous run (or
+        // by callers its last group resolved) join; a lone writer pays no event-loop turn. Between
+        // groups, callers resolved by the last flush need a full turn to append again.
+        if (firstGroup) await Promise.resolve();
+        else await yieldToEventLoop();
+        firstGroup = false;
         if (this.#poison) return;
         if (this.#pending.length > 0) {
           group = this.#pending;
