@@ -16,22 +16,27 @@ export function forEachIndexEntry(chunk: DecodedChunk, firstPosition: number, pu
   const chunkValue = u64(firstPosition);
   const streamBytes = chunk.stream === '' ? null : utf8(chunk.stream);
   const categoryBytes = chunk.stream === '' ? null : utf8(streamCategory(chunk.stream));
-  const typeBytesCache = new Map<string, Uint8Array>();
+  // Chunks repeat types and tags: encode each string once per chunk.
+  const utf8Cache = new Map<string, Uint8Array>();
+  const bytesOf = (text: string) => {
+    let bytes = utf8Cache.get(text);
+    if (bytes === undefined) {
+      bytes = utf8(text);
+      utf8Cache.set(text, bytes);
+    }
+    return bytes;
+  };
   for (let index = 0; index < chunk.tuples.length; index++) {
     const [id, type, data, , tags] = chunk.tuples[index]!;
     const position = firstPosition + index;
-    let typeBytes = typeBytesCache.get(type);
-    if (typeBytes === undefined) {
-      typeBytes = utf8(type);
-      typeBytesCache.set(type, typeBytes);
-    }
+    const typeBytes = bytesOf(type);
     put(indexKey(KeySpace.type, typeBytes, position), chunkValue);
     if (tags.length > 0) {
       // The type rides along in tag entries: an item with tags and types filters on one cursor.
       const tagValue = new Uint8Array(8 + typeBytes.length);
       tagValue.set(chunkValue, 0);
       tagValue.set(typeBytes, 8);
-      for (const tag of tags) put(indexKey(KeySpace.tag, utf8(tag), position), tagValue);
+      for (const tag of tags) put(indexKey(KeySpace.tag, bytesOf(tag), position), tagValue);
     }
     put(nameKey(KeySpace.id, utf8(id)), u64(position));
     for (const field of dataFields) {
