@@ -70,16 +70,7 @@ export function collectGarbage(): void {
 export const rssMB = () => process.memoryUsage.rss() / 2 ** 20;
 
 /** A small seeded PRNG (mulberry32), so both systems see the same workload. */
-export function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 as prng } from '../src/wal/prng.js';
 
 export const fmtInt = (value: number) => (Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : '–');
 export const fmtMs = (value: number) => (Number.isFinite(value) ? value.toFixed(3) : '–');

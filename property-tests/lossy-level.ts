@@ -53,17 +53,7 @@ function applyBatch(entries: Entries, batch: readonly LossyOp[]): void {
   }
 }
 
-/** mulberry32: a tiny seeded PRNG, returns numbers in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+export { mulberry32 } from '../src/wal/prng.js';
 
 export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
   /** What survives any crash. */

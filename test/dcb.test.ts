@@ -9,50 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { Encoder } from 'cbor-x';
-import { MemoryLevel } from 'memory-level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FactError, FactStore, Query, SimFileSystem } from '../src/index.js';
-import type { AppendResult, DataIndexProgress, EventInput, FactErrorCode, FactStoreOptions, LevelDatabase, RecordedEvent } from '../src/index.js';
+import { FactError, FactStore, Query } from '../src/index.js';
+import type { AppendResult, DataIndexProgress, EventInput, FactStoreOptions, LevelDatabase } from '../src/index.js';
 import { INDEX_KEY_SPACES, KeySpace, metaKey, spaceRange } from '../src/ledger/keys.js';
 import { VIEW } from '../src/ledger/level.js';
 import { matchesQuery } from '../src/query/query.js';
+import { classicBackend, expectFactError, hex, memoryBackend, positionsOf, type OptionsFor } from './support/backends.js';
 
-/** Options to open the database at a path; the same path gets the same storage on every open. */
-type OptionsFor = (dbPath: string) => FactStoreOptions;
-
-function memoryBackend(): OptionsFor {
-  const fs = new SimFileSystem();
-  const levels = new Map<string, LevelDatabase>();
-  return (dbPath) => {
-    let level = levels.get(dbPath);
-    if (level === undefined) {
-      level = new MemoryLevel<Uint8Array, Uint8Array>(VIEW);
-      levels.set(dbPath, level);
-    }
-    return { level, fs };
-  };
-}
-
-function classicBackend(): OptionsFor {
-  return () => ({});
-}
-
-async function expectFactError(action: () => unknown, code: FactErrorCode, message?: RegExp): Promise<FactError> {
-  let caught: unknown;
-  try {
-    await action();
-  } catch (error) {
-    caught = error;
-  }
-  expect(caught, `expected ${code}`).toBeInstanceOf(FactError);
-  const error = caught as FactError;
-  expect(error.code, error.message).toBe(code);
-  if (message) expect(error.message).toMatch(message);
-  return error;
-}
-
-const positionsOf = (events: readonly RecordedEvent[]) => events.map((event) => event.position);
-const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 const metaDecoder = new Encoder({ useRecords: false });
 
 async function dumpIndexes(level: LevelDatabase): Promise<string[]> {

@@ -8,58 +8,17 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
-import { MemoryLevel } from 'memory-level';
+import type { MemoryLevel } from 'memory-level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FactError, FactStore, SimFileSystem } from '../src/index.js';
-import type { EventInput, FactErrorCode, FactStoreOptions, LevelDatabase, RecordedEvent, StreamAppendResult } from '../src/index.js';
+import { FactStore, SimFileSystem } from '../src/index.js';
+import type { EventInput, FactError, FactStoreOptions, LevelDatabase, StreamAppendResult } from '../src/index.js';
 import { INDEX_KEY_SPACES, KeySpace, indexKey, ledgerKey, metaKey, nameKey, readU64, spaceRange, u64, u64Pair, utf8 } from '../src/ledger/keys.js';
 import { VIEW } from '../src/ledger/level.js';
-
-/** Options to open the database at a path; the same path gets the same storage on every open. */
-type OptionsFor = (dbPath: string) => FactStoreOptions;
+import { classicBackend, expectFactError, hex, memoryBackend, newMemoryLevel, positionsOf, type OptionsFor } from './support/backends.js';
 
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
-function newMemoryLevel(): MemoryLevel<Uint8Array, Uint8Array> {
-  return new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' });
-}
-
-/** memory-level ledger, WAL on one SimFileSystem; a path keeps its MemoryLevel across opens. */
-function memoryBackend(): OptionsFor {
-  const fs = new SimFileSystem();
-  const levels = new Map<string, LevelDatabase>();
-  return (dbPath) => {
-    let level = levels.get(dbPath);
-    if (level === undefined) {
-      level = newMemoryLevel();
-      levels.set(dbPath, level);
-    }
-    return { level, fs };
-  };
-}
-
-/** classic-level at `<path>/ledger`, WAL on real files: FactStore's defaults. */
-function classicBackend(): OptionsFor {
-  return () => ({});
-}
-
-async function expectFactError(action: () => unknown, code: FactErrorCode, message?: RegExp): Promise<FactError> {
-  let caught: unknown;
-  try {
-    await action();
-  } catch (error) {
-    caught = error;
-  }
-  expect(caught, `expected ${code}`).toBeInstanceOf(FactError);
-  const error = caught as FactError;
-  expect(error.code, error.message).toBe(code);
-  if (message) expect(error.message).toMatch(message);
-  return error;
-}
-
-const positionsOf = (events: readonly RecordedEvent[]) => events.map((event) => event.position);
 const range = (from: number, to: number) => Array.from({ length: Math.abs(to - from) + 1 }, (_, index) => (from <= to ? from + index : from - index));
-const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
 /** Every entry of the given key spaces as `key=value` hex, in key order. */
 async function dumpSpaces(level: LevelDatabase, spaces: readonly number[]): Promise<string[]> {

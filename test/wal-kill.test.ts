@@ -22,6 +22,7 @@ import { Wal } from '../src/wal/index.js';
 import type { WalRecoveryReport } from '../src/wal/index.js';
 import type { RecordId } from './fixtures/wal-kill-payload.js';
 import { KILL_SEGMENT_SIZE_BYTES, decodePayload, idKey, unitCount, unitType } from './fixtures/wal-kill-payload.js';
+import { mulberry32 } from '../src/wal/prng.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = join(here, '..');
@@ -37,16 +38,6 @@ const READY_TIMEOUT_MS = 20_000;
 /** Generous: a kill round takes ~1 s on a laptop (child start-up with tsx, appends, reopen). */
 const KILL_TEST_TIMEOUT_MS = 60_000 + KILL_RUNS * 3_000;
 
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 interface Ready {
   pid: number;

@@ -34,6 +34,39 @@ async function* ledgerChunks(db: LevelDatabase): AsyncGenerator<{ first: number;
   }
 }
 
+/**
+ * Writes the index entries (those `keep` accepts) of the whole ledger in batches of
+ * REBUILD_BATCH_EVENTS events, reporting progress after each; returns the events seen.
+ */
+async function writeDerivedEntries(
+  db: LevelDatabase,
+  newBatch: BatchFactory,
+  dataFields: readonly string[],
+  keep: (key: Uint8Array) => boolean,
+  progress: (events: number) => void,
+): Promise<number> {
+  let batch = newBatch();
+  let inBatch = 0;
+  let events = 0;
+  const put = (key: Uint8Array, value: Uint8Array) => {
+    if (keep(key)) batch.put(key, value);
+  };
+  for await (const { first, chunk } of ledgerChunks(db)) {
+    forEachIndexEntry(chunk, first, put, dataFields);
+    inBatch += chunk.tuples.length;
+    events += chunk.tuples.length;
+    if (inBatch >= REBUILD_BATCH_EVENTS) {
+      await batch.write();
+      batch = newBatch();
+      inBatch = 0;
+      progress(events);
+    }
+  }
+  await batch.write();
+  progress(events);
+  return events;
+}
+
 export async function rebuildIndexes(
   db: LevelDatabase,
   newBatch: BatchFactory,
@@ -42,22 +75,7 @@ export async function rebuildIndexes(
   onProgress?: (progress: RebuildProgress) => void,
 ): Promise<{ events: number }> {
   for (const space of INDEX_KEY_SPACES) await db.clear({ keyEncoding: 'view', ...spaceRange(space) });
-  let batch = newBatch();
-  let inBatch = 0;
-  let events = 0;
-  for await (const { first, chunk } of ledgerChunks(db)) {
-    forEachIndexEntry(chunk, first, (key, value) => batch.put(key, value), dataFields);
-    inBatch += chunk.tuples.length;
-    events += chunk.tuples.length;
-    if (inBatch >= REBUILD_BATCH_EVENTS) {
-      await batch.write();
-      batch = newBatch();
-      inBatch = 0;
-      onProgress?.({ events, total: head });
-    }
-  }
-  await batch.write();
-  onProgress?.({ events, total: head });
+  const events = await writeDerivedEntries(db, newBatch, dataFields, () => true, (done) => onProgress?.({ events: done, total: head }));
   return { events };
 }
 
@@ -169,23 +187,6 @@ export async function buildDataIndexes(
   onProgress?: (progress: DataIndexProgress) => void,
 ): Promise<void> {
   for (const field of fields) await db.clear({ keyEncoding: 'view', ...prefixBounds(indexPrefix(KeySpace.data, utf8(field))) });
-  let batch = newBatch();
-  let inBatch = 0;
-  let events = 0;
-  const onlyData = (key: Uint8Array, value: Uint8Array) => {
-    if (key[0] === KeySpace.data) batch.put(key, value);
-  };
-  for await (const { first, chunk } of ledgerChunks(db)) {
-    forEachIndexEntry(chunk, first, onlyData, fields);
-    inBatch += chunk.tuples.length;
-    events += chunk.tuples.length;
-    if (inBatch >= REBUILD_BATCH_EVENTS) {
-      await batch.write();
-      batch = newBatch();
-      inBatch = 0;
-      onProgress?.({ fields: [...fields], events, total: head });
-    }
-  }
-  await batch.write();
-  onProgress?.({ fields: [...fields], events, total: head });
+  const onlyData = (key: Uint8Array) => key[0] === KeySpace.data;
+  await writeDerivedEntries(db, newBatch, fields, onlyData, (done) => onProgress?.({ fields: [...fields], events: done, total: head }));
 }

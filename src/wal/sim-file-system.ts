@@ -1,13 +1,13 @@
 import { FactError } from '../errors.js';
 import type { FileHandle, FileLock, FileSystem, OpenMode } from './file-system.js';
 import { parentDir } from './file-system.js';
+import { Mulberry32 } from './prng.js';
 
 /** Seed used when none is given, so that an unseeded run still replays exactly. */
 const DEFAULT_SEED = 0x5eed;
 /** First capacity of a file buffer; it then doubles, so appends cost amortised O(1). */
 const MIN_CAPACITY_BYTES = 64;
 const BITS_PER_BYTE = 8;
-const UINT32_RANGE = 2 ** 32;
 
 /** Operations that {@link SimFileSystem.injectFault} can make fail. 'read' covers both FileHandle.read and readFile. */
 export type SimFaultOp = 'open' | 'read' | 'write' | 'truncate' | 'datasync' | 'syncDir' | 'rename' | 'unlink';
@@ -105,7 +105,7 @@ export class SimCrashError extends Error {
  */
 export class SimFileSystem implements FileSystem {
   readonly #dirs = new Map<string, Dir>();
-  #prng: Prng;
+  #prng: Mulberry32;
   #nextInodeId = 1;
   /** Incremented by each crash: handles of an older epoch are dead. */
   #epoch = 0;
@@ -118,7 +118,7 @@ export class SimFileSystem implements FileSystem {
   #halted = false;
 
   constructor(options: SimFileSystemOptions = {}) {
-    this.#prng = new Prng(options.seed ?? DEFAULT_SEED);
+    this.#prng = new Mulberry32(options.seed ?? DEFAULT_SEED);
     for (const root of ['/', '.']) this.#dirs.set(root, newDir(root));
   }
 
@@ -409,7 +409,7 @@ export class SimFileSystem implements FileSystem {
 
   /** Restarts the PRNG from `seed`. */
   reseed(seed: number): void {
-    this.#prng = new Prng(seed);
+    this.#prng = new Mulberry32(seed);
   }
 
   /**
@@ -830,30 +830,6 @@ class ByteBuffer {
     const grown = new Uint8Array(Math.max(capacity, this.#bytes.length * 2, MIN_CAPACITY_BYTES));
     grown.set(this.#bytes.subarray(0, this.#length));
     this.#bytes = grown;
-  }
-}
-
-/** mulberry32: tiny, fast, and good enough to pick crash outcomes; the state is one uint32. */
-class Prng {
-  #state: number;
-
-  constructor(seed: number) {
-    this.#state = seed >>> 0;
-  }
-
-  /** Uniform integer in [0, maxExclusive). */
-  int(maxExclusive: number): number {
-    this.#state = (this.#state + 0x6d2b79f5) >>> 0;
-    let t = this.#state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / UINT32_RANGE) * maxExclusive);
-  }
-
-  clone(): Prng {
-    const copy = new Prng(0);
-    copy.#state = this.#state;
-    return copy;
   }
 }
 
