@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { FactStore, isFactError, Wal } from '../src/index.js';
+import { FactStore, isFactError, Query, Wal } from '../src/index.js';
 
 const DATABASE_PATH = 'data/demo';
 const CRASH_WAL_PATH = 'data/demo-wal';
@@ -58,6 +58,22 @@ async function courseSubscriptions(): Promise<void> {
   console.log(`streams in category 'student': ${(await db.streams({ category: 'student' }).toArray()).join(', ')}`);
   const latest = await db.read('all', { direction: 'backward', limit: 1 }).toArray();
   console.log(`head ${await db.head()}; newest event: ${latest[0]?.type ?? 'none'}`);
+  // A DCB decision: a username is unique across the store, with no stream to lock. Five
+  // concurrent claims read the same state; the condition lets exactly one of them commit.
+  const username = `ada-${await db.head()}`;
+  const claimed = Query.tags(`username:${username}`);
+  const seen = await db.read({ query: claimed }).toArray();
+  const after = seen.at(-1)?.position ?? (await db.head());
+  const claims = await Promise.allSettled(
+    ['u1', 'u2', 'u3', 'u4', 'u5'].map((user) =>
+      db.append({ type: 'UsernameClaimed', data: { user, username }, tags: [`username:${username}`, `user:${user}`] }, { failIfEventsMatch: claimed, after }),
+    ),
+  );
+  const winners = claims.filter((claim) => claim.status === 'fulfilled').length;
+  console.log(`5 concurrent claims of username '${username}': ${winners} won, ${claims.length - winners} refused with FACT_CONCURRENCY`);
+  const owner = await db.read({ query: claimed }, { direction: 'backward', limit: 1 }).toArray();
+  console.log(`owner: ${(owner[0]?.data as { user: string }).user}`);
+
   const report = await db.verify();
   console.log(`verify: ${report.ok ? 'ok' : report.problems.join('; ')} (${report.events} events, ${report.indexEntries} index entries)`);
 }
