@@ -201,6 +201,10 @@ export class FactStore implements AsyncDisposable {
       await wal.close().catch(() => undefined);
       if (ownsDb) await db?.close().catch(() => undefined);
       if (isFactError(error)) throw error;
+      if ((error as { cause?: { code?: unknown } }).cause?.code === 'LEVEL_LOCKED') {
+        // LevelDB's own lock (flock, released by the kernel when its holder dies) backs up ours.
+        throw new FactError('FACT_LOCKED', `FactStore.open: the ledger at ${path} is locked by another process`, { cause: error, details: { path } });
+      }
       throw new FactError('FACT_IO', `FactStore.open: could not open the ledger at ${path}`, { cause: error, details: { path } });
     }
   }
