@@ -210,7 +210,9 @@ export class Wal implements AsyncDisposable {
     } catch (error) {
       throw ioError('mkdir', dir, error);
     }
-    const lock = await fs.lock(joinPath(dir, LOCK_FILE));
+    const lock = await fs.lock(joinPath(dir, LOCK_FILE)).catch((error: unknown) => {
+      throw isFactError(error) ? error : ioError('lock', joinPath(dir, LOCK_FILE), error);
+    });
     const wal = new Wal(dir, fs, resolved, lock);
     try {
       await wal.#recover();
