@@ -365,8 +365,9 @@ export class SimFileSystem implements FileSystem {
    *   write may do;
    * - 'datasync': nothing becomes durable, and (like Linux after a failed fsync, the 2018
    *   "fsyncgate") the writes pending at that moment are marked clean without being on disk:
-   *   a later successful datasync does NOT make them durable, so they are lost at the next
-   *   power-loss crash. Reads still see them until then. Code must stop trusting the file.
+   *   a later successful datasync does NOT make them durable, so once one has run they are
+   *   lost at the next power-loss crash (before it, a crash keeps, tears or drops them like any
+   *   unsynced write). Reads still see them until then. Code must stop trusting the file.
    * - any other op: no effect.
    * Rules survive crashes; see {@link clearFaults}.
    */
