@@ -31,11 +31,16 @@ export interface PropertyParams {
   seed?: number;
   path?: string;
   endOnFailure?: boolean;
+  /** Per run, ms: a run that hangs fails with its seed and path instead of timing out the test. */
+  timeout: number;
 }
+
+/** Generous: runs take milliseconds; only a hang (an operation that never settles) reaches it. */
+export const PROPERTY_RUN_TIMEOUT_MS = 30_000;
 
 /** Parameters for fc.assert: runs, plus seed and path to replay a reported failure. */
 export function propertyParams(defaultRuns: number): PropertyParams {
-  const params: PropertyParams = { numRuns: propertyRuns(defaultRuns) };
+  const params: PropertyParams = { numRuns: propertyRuns(defaultRuns), timeout: PROPERTY_RUN_TIMEOUT_MS };
   const seed = integerFromEnv('FACT_SEED');
   if (seed !== undefined) params.seed = seed;
   const path = process.env.FACT_PATH;

@@ -253,8 +253,10 @@ function submit(store: FactStore, append: MAppend): Promise<StreamAppendResult> 
   });
   append.submittedAt = Date.now();
   append.settledBy = Number.POSITIVE_INFINITY;
+  // Both kinds settle after the same number of promise reactions, so a crash cut between two
+  // microtasks never sees a later append of a group acknowledged before an earlier one.
   if (append.stream === '') return store.append(inputs).then((result) => ({ ...result, streamPosition: 0 }));
-  return store.appendStream(append.stream, inputs, { expect: append.expect });
+  return store.appendStream(append.stream, inputs, { expect: append.expect }).then((result) => result);
 }
 
 function describeAppend(append: MAppend): string {

@@ -88,7 +88,8 @@ interface AppendRequest {
   condition: CheckedCondition | null;
   events: PreparedEvents;
   timestamp: number;
-  resolve: (result: StreamAppendResult) => void;
+  /** Plain appends resolve with { position, count }, stream appends also with streamPosition. */
+  resolve: (result: AppendResult | StreamAppendResult) => void;
   reject: (error: Error) => void;
 }
 
@@ -234,7 +235,7 @@ export class FactStore implements AsyncDisposable {
     try {
       this.#checkOpen('append');
       const checked = checkCondition(condition, 'append');
-      return this.#submit('append', '', 'any', checked, events).then(({ position, count }) => ({ position, count }));
+      return this.#submit('append', '', 'any', checked, events);
     } catch (error) {
       return Promise.reject(asError(error));
     }
@@ -248,7 +249,7 @@ export class FactStore implements AsyncDisposable {
       if (typeof options !== 'object' || options === null) throw invalid('appendStream: options must be an object');
       const expect = checkExpectation(options.expect, 'appendStream');
       const condition = checkCondition(options.condition, 'appendStream');
-      return this.#submit('appendStream', stream, expect, condition, events);
+      return this.#submit('appendStream', stream, expect, condition, events) as Promise<StreamAppendResult>;
     } catch (error) {
       return Promise.reject(asError(error));
     }
@@ -470,14 +471,14 @@ export class FactStore implements AsyncDisposable {
     expect: StreamExpectation,
     condition: CheckedCondition | null,
     events: unknown,
-  ): Promise<StreamAppendResult> {
+  ): Promise<AppendResult | StreamAppendResult> {
     try {
       this.#checkOpen(method);
       if (this.#failure) throw this.#failure;
       const prepared = prepareEvents(events, method);
       // Queued at once, so appends are planned in call order; a condition on a data field without
       // an index has the writer build that index before it plans the group.
-      return new Promise<StreamAppendResult>((resolve, reject) => {
+      return new Promise<AppendResult | StreamAppendResult>((resolve, reject) => {
         this.#queue.push({ method, stream, expect, condition, events: prepared, timestamp: Date.now(), resolve, reject });
         this.#kickWriter();
       });
@@ -552,11 +553,10 @@ export class FactStore implements AsyncDisposable {
     }
     for (const append of planned) {
       const last = append.firstPosition + append.request.events.count - 1;
-      append.request.resolve({
-        position: last,
-        count: append.request.events.count,
-        streamPosition: append.request.stream === '' ? 0 : append.firstStreamPosition + append.request.events.count - 1,
-      });
+      const count = append.request.events.count;
+      append.request.resolve(
+        append.request.stream === '' ? { position: last, count } : { position: last, count, streamPosition: append.firstStreamPosition + count - 1 },
+      );
     }
     this.#bytesSinceCheckpoint += payload.length;
     if (this.#bytesSinceCheckpoint >= this.#checkpointEveryBytes) this.#startCheckpoint();
@@ -703,7 +703,9 @@ export class FactStore implements AsyncDisposable {
       return;
     }
     const last = stored[stored.length - 1]!;
-    request.resolve({ position: last.position, count: events.count, streamPosition: last.streamPosition ?? 0 });
+    request.resolve(
+      request.stream === '' ? { position: last.position, count: events.count } : { position: last.position, count: events.count, streamPosition: last.streamPosition ?? 0 },
+    );
   }
 
   async #apply(chunks: { firstPosition: number; bytes: Uint8Array; decoded: DecodedChunk }[], lsn: number): Promise<void> {
