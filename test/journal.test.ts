@@ -539,6 +539,46 @@ describe('Journal crashes (SimFileSystem)', () => {
     expect(stalled).toBe(0);
   });
 
+  it('a checkpoint never outruns a later, not yet durable ack that made an older entry dead', async () => {
+    // Property-test counterexample: a compaction step computed its checkpoint from memory, where
+    // ack(id-2) (issued, not durable) had already removed id-2, so the checkpoint skipped id-2's
+    // push. Wal.checkpoint only syncs up to its target; a power loss then kept the checkpoint but
+    // lost the ack (and the push of id-0 before it): recovery matched no prefix of the ops.
+    const options: JournalOptions = { segmentSizeBytes: 1024, retainSegments: 0, carryAfterBytes: 256, checkpointEveryBytes: 0 };
+    const push = (id: string, size: number): JournalOp => ({ kind: 'push', id, payload: new Uint8Array(size) });
+    const ack = (id: string): JournalOp => ({ kind: 'ack', id });
+    const fail = (id: string, error: string, retryAtMs: number): JournalOp => ({ kind: 'fail', id, error, retryAtMs });
+    const steps: JournalOp[][] = [
+      [push('id-5', 0)],
+      [push('id-3', 48), fail('id-1', '', 0), push('id-0', 50), ack('id-0')],
+      [fail('id-1', '        ', -5e-324), push('id-4', 47), push('id-2', 0)],
+      [ack('id-4'), ack('id-5')],
+      [push('id-4', 86), ack('id-3'), push('id-0', 11), ack('id-2')],
+      [ack('id-4')],
+    ];
+    for (let n = 0; n <= 60; n++) {
+      for (const seed of [0, 1, 2]) {
+        // As in the counterexample: id-1's push survives a crash that rejected it.
+        const fs = new SimFileSystem({ seed: 0 });
+        const setup = await Journal.open('/q', { ...options, fs });
+        fs.crashAfterOps(1);
+        await setup.push('id-1', new Uint8Array(8)).catch(() => undefined);
+        fs.crash({ mode: 'power-loss' });
+        const journal = await Journal.open('/q', { ...options, fs });
+        const initial = journal.recover();
+        expect(initial.map((entry) => entry.id)).toEqual(['id-1']);
+        fs.crashAfterOps(n);
+        const outcomes = await runSteps(journal, steps, fs);
+        expectCrashRejection(outcomes);
+        fs.reseed(seed);
+        fs.crash({ mode: 'power-loss' });
+        const reopened = await Journal.open('/q', { ...options, fs });
+        expectRecoveredPrefix(reopened.recover(), outcomes, initial);
+        await reopened.close();
+      }
+    }
+  });
+
   it('a crash during the open that recovers a crashed journal is recovered by the next open', async () => {
     let openOps = 0;
     let bases = 0;

@@ -447,7 +447,13 @@ export class Journal implements AsyncDisposable {
         if (this.#poison !== null) return;
       }
       if (this.#checkpointDue(force)) {
+        // The target comes from memory, i.e. from every record appended so far, including ones
+        // above it that are not durable yet (an ack that made an older entry dead). Make all of
+        // them durable first, or a crash could keep the checkpoint but lose that ack, and the
+        // entry's push below the checkpoint would be gone. sync() covers every append made
+        // before it: issued synchronously after computing the target.
         const target = this.#checkpointTarget();
+        await this.#wal.sync();
         await this.#wal.checkpoint(target.lsn);
         this.#checkpointPos = Math.max(this.#checkpointPos, target.pos);
       }
