@@ -454,10 +454,10 @@ export class FactStore implements AsyncDisposable {
     const missing = fields.filter((field) => !this.#dataFields.includes(field));
     if (missing.length === 0) return;
     const recorded = [...new Set([...this.#dataFields, ...missing])].sort();
+    // Under the marker, a crash before its final barrier makes recovery rebuild every index, so
+    // the entries and the record of the field need no barrier of their own in between.
     await this.#underRebuildMarker(async () => {
       await buildDataIndexes(this.#db, this.#newBatch, this.#head, [...new Set(missing)], this.#onIndexBuild);
-      // The entries must be durable before the record that says they are complete.
-      await durabilityBarrier(this.#db);
       await this.#db.put<Uint8Array, Uint8Array>(metaKey('dataFields'), metaEncoder.encode(recorded), VIEW);
     });
     this.#dataFields = recorded;
