@@ -12,11 +12,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { median, quantileSorted } from 'simple-statistics';
 import { Wal } from '../src/wal/index.js';
 import { encodeRecord, RECORD_HEADER_SIZE_BYTES } from '../src/wal/format.js';
+import { writeResults } from './support.js';
 
 const PAYLOAD_SIZE_BYTES = 200;
 const RECORD_SIZE_BYTES = RECORD_HEADER_SIZE_BYTES + PAYLOAD_SIZE_BYTES;
@@ -256,8 +256,6 @@ async function main(): Promise<void> {
   ];
   console.log(lines.join('\n'));
 
-  const resultsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
-  fs.mkdirSync(resultsDir, { recursive: true });
   const report = {
     date: new Date().toISOString(),
     node: process.version,
@@ -278,8 +276,8 @@ async function main(): Promise<void> {
     targets,
     durationSec: (performance.now() - started) / 1000,
   };
-  fs.writeFileSync(path.join(resultsDir, 'wal.json'), JSON.stringify(report, null, 2) + '\n');
-  process.stderr.write(`wrote ${path.join(resultsDir, 'wal.json')} in ${report.durationSec.toFixed(1)} s\n`);
+  const file = writeResults('wal', report);
+  process.stderr.write(`wrote ${file} in ${report.durationSec.toFixed(1)} s\n`);
 }
 
 main().catch((error: unknown) => {
