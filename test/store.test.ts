@@ -1044,6 +1044,11 @@ describe('FactStore recovery (memory-level + SimFileSystem)', () => {
     return copy;
   }
 
+  /** LevelDB holds every resolved event once verify() has run: it waits for the background apply. */
+  async function drained(db: FactStore): Promise<void> {
+    expect((await db.verify()).ok).toBe(true);
+  }
+
   const dumpAll = (level: LevelDatabase) => dumpSpaces(level, [KeySpace.meta, KeySpace.ledger, ...INDEX_KEY_SPACES]);
 
   async function appendMixed(db: FactStore, tag: string): Promise<StreamAppendResult[]> {
@@ -1085,6 +1090,7 @@ describe('FactStore recovery (memory-level + SimFileSystem)', () => {
     db = await open(fs, level);
     const results = await appendMixed(db, 'b');
     const expected = await db.read().toArray();
+    await drained(db);
     const expectedDump = await dumpAll(level);
     fs.crash(); // power loss; sync 'always' made every acknowledged append durable
     db = await open(fs, atCheckpoint);
@@ -1110,6 +1116,7 @@ describe('FactStore recovery (memory-level + SimFileSystem)', () => {
     const db = await open(fs, level);
     await seedBig(db);
     await db.appendStream('other-1', { type: 'Last', tags: ['last'] });
+    await drained(db);
     const expectedDump = await dumpAll(level);
     fs.crash({ mode: 'process' });
     const fresh = newMemoryLevel();
@@ -1130,11 +1137,14 @@ describe('FactStore recovery (memory-level + SimFileSystem)', () => {
     const level = newMemoryLevel();
     const db = await open(fs, level);
     await db.appendStream('order-1', { type: 'Placed', tags: ['order'] });
+    await drained(db);
     const beforeLost = new Set(await dumpAll(level).then((rows) => rows.map((row) => row.split('=')[0]!)));
     await db.appendStream('order-1', [{ type: 'Paid', tags: ['order'] }, { type: 'Packed' }]);
+    await drained(db);
     const lostKeys = (await dumpAll(level)).map((row) => row.split('=')[0]!).filter((key) => !beforeLost.has(key));
     await db.appendStream('order-1', { type: 'Shipped', tags: ['order'] });
     const expected = await db.read().toArray();
+    await drained(db);
     const expectedDump = await dumpAll(level);
     fs.crash({ mode: 'process' });
     const holed = await copyLevel(level);

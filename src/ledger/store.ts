@@ -26,6 +26,7 @@ import { canonicalBytes, decodeChunk, encodeChunk, type DecodedChunk, type Event
 import { indexPrefix, indexRange, KeySpace, ledgerKey, metaKey, nameKey, prefixBounds, readU64, spaceRange, u64, u64Pair, utf8, utf8Decode } from './keys.js';
 import { batchFactory, VIEW, type BatchFactory, type LevelDatabase } from './level.js';
 import { decodeCommit, encodeCommit, WAL_RECORD_COMMIT } from './commit-record.js';
+import { UnappliedTail, type TailChunk, type TailSnapshot, type TailSource } from './tail.js';
 import {
   checkExpectation,
   checkName,
@@ -57,6 +58,11 @@ export const GROUP_APPENDS_MAX = 1024;
 const REPLAY_BATCH_EVENTS = 4096;
 const READ_BATCH_EVENTS = 128;
 export const NEWEST_POSITIONS_ENTRIES_MAX = 100_000;
+/** Resolved events not yet applied to LevelDB beyond which new groups wait for the apply. */
+export const UNAPPLIED_EVENTS_MAX = 16_384;
+/** The apply starts once this many events wait, or after APPLY_DELAY_MS: LevelDB batches amortise their fixed cost. */
+export const APPLY_BATCH_EVENTS = 512;
+export const APPLY_DELAY_MS = 2;
 
 export interface FactStoreOptions {
   /** Create the database when missing (default true); with false a missing one fails with FACT_NOT_FOUND. */
@@ -131,9 +137,15 @@ export class FactStore implements AsyncDisposable {
   readonly #reader: LedgerReader;
   readonly #newBatch: BatchFactory;
   readonly #checkpointEveryBytes: number;
-  /** Last position applied to LevelDB and visible to reads. */
+  /** Last durable position: visible to reads (from LevelDB or the unapplied tail). */
   #head = 0;
+  /** Last position and WAL record applied to LevelDB. */
+  #appliedHead = 0;
   #appliedLsn = 0;
+  /** Resolved chunks waiting for the background apply (docs/storage-format.md, "Write path"). */
+  readonly #tail = new UnappliedTail();
+  #applyRun: Promise<void> | null = null;
+  #applyTimer: ReturnType<typeof setTimeout> | null = null;
   /** Next position to plan; ahead of #head while a group is in flight. */
   #nextPosition = 1;
   /** Stream versions as planned (committed plus the group in flight); bounded. */
@@ -225,6 +237,9 @@ export class FactStore implements AsyncDisposable {
   async streamVersion(streamId: string): Promise<number> {
     this.#checkOpen('streamVersion');
     const stream = checkStreamId(streamId, 'streamVersion');
+    // The tail before LevelDB: the apply drops a stream from the tail only once LevelDB has it.
+    const inTail = this.#tail.streamVersion(stream);
+    if (inTail !== undefined) return inTail;
     const value = await this.#db.get<Uint8Array, Uint8Array>(nameKey(KeySpace.streams, utf8(stream)), VIEW);
     return value === undefined ? 0 : readU64(value, 0);
   }
@@ -270,10 +285,24 @@ export class FactStore implements AsyncDisposable {
     if (typeof options !== 'object' || options === null) throw invalid('streams: options must be an object');
     const category = options.category === undefined ? undefined : checkName(options.category, 'streams: category', STREAM_ID_SIZE_BYTES_MAX);
     const db = this.#db;
+    const tailOf = () => this.#tail.snapshot(this.#appliedHead);
     async function* list(): AsyncGenerator<string> {
+      // Streams created in the tail, merged in LevelDB's (UTF-8 byte) order; taken first, so a
+      // stream the apply moves meanwhile shows up twice at most, and is yielded once.
+      const created = tailOf()
+        .newStreams(category)
+        .map((stream) => Buffer.from(stream, 'utf8'))
+        .sort((a, b) => Buffer.compare(a, b));
+      let next = 0;
       const range = category === undefined ? spaceRange(KeySpace.streams) : indexRange(KeySpace.streamCategories, utf8(category));
       const skip = category === undefined ? 1 : 1 + utf8(category).length + 1;
-      for await (const key of db.keys<Uint8Array>({ keyEncoding: 'view', ...range })) yield utf8Decode(key.subarray(skip));
+      for await (const key of db.keys<Uint8Array>({ keyEncoding: 'view', ...range })) {
+        const name = key.subarray(skip);
+        while (next < created.length && Buffer.compare(created[next]!, name) < 0) yield created[next++]!.toString('utf8');
+        if (next < created.length && Buffer.compare(created[next]!, name) === 0) next++;
+        yield utf8Decode(name);
+      }
+      while (next < created.length) yield created[next++]!.toString('utf8');
     }
     return {
       [Symbol.asyncIterator]: () => list(),
@@ -341,10 +370,42 @@ export class FactStore implements AsyncDisposable {
 
   // ------------------------------------------------------------------ reads
 
+  /** A read: LevelDB up to the applied head, then the unapplied tail (the reverse backward). */
   async *#sourceScan(source: ReadSource, scan: ScanOptions): AsyncGenerator<RecordedEvent> {
     const index = parseSource(source);
-    if (index === 'all') {
-      yield* this.#reader.scanLedger(scan, this.#head);
+    if (index instanceof Query) await this.#ensureDataIndexes(index.dataFields);
+    // The snapshot before any LevelDB read: a chunk the apply moves meanwhile is then in both,
+    // and the LevelDB side skips it, never in neither.
+    const tail = this.#tail.snapshot(this.#appliedHead);
+    if (tail.isEmpty) {
+      yield* this.#storedScan(index, scan, tail.appliedHead);
+      return;
+    }
+    const forward = scan.direction === 'forward';
+    const tailSource = toTailSource(index);
+    let remaining = scan.limit;
+    if (!forward) {
+      for (const event of tail.events(tailSource, false, scan.from, remaining)) {
+        yield event;
+        remaining--;
+      }
+    }
+    if (remaining <= 0) return;
+    for await (const event of this.#storedScan(index, { ...scan, limit: Number.POSITIVE_INFINITY }, tail.appliedHead)) {
+      if (event.position > tail.appliedHead) {
+        if (forward) break;
+        continue;
+      }
+      yield event;
+      if (--remaining <= 0) return;
+    }
+    if (forward) yield* tail.events(tailSource, true, scan.from, remaining);
+  }
+
+  /** A read of what LevelDB holds, up to `head` for the whole ledger. */
+  async *#storedScan(index: ReturnType<typeof parseSource>, scan: ScanOptions, head: number): AsyncGenerator<RecordedEvent> {
+    if (index === 'all' || (index instanceof Query && index.compiled === 'all')) {
+      yield* this.#reader.scanLedger(scan, head);
       return;
     }
     if (index instanceof Query) {
@@ -358,11 +419,7 @@ export class FactStore implements AsyncDisposable {
 
   async *#queryScan(query: Query, scan: ScanOptions): AsyncGenerator<RecordedEvent> {
     const items = query.compiled;
-    if (items === 'all') {
-      yield* this.#reader.scanLedger(scan, this.#head);
-      return;
-    }
-    await this.#ensureDataIndexes(query.dataFields);
+    assert(items !== 'all', 'Query.all() reads the ledger');
     const forward = scan.direction === 'forward';
     const cursor = await openQueryCursor(this.#db, items, forward, scan.from);
     let remaining = scan.limit;
@@ -386,7 +443,11 @@ export class FactStore implements AsyncDisposable {
   async #latestMatch(query: Query, after: number): Promise<number> {
     const items = query.compiled;
     if (items === 'all') return this.#head > after ? this.#head : 0;
-    if (!(await this.#mayMatchAfter(items, after))) return 0;
+    const tail = this.#tail.snapshot(this.#appliedHead);
+    if (!(await this.#mayMatchAfter(items, after, tail))) return 0;
+    // Tail positions are newer than LevelDB's: a match there is the newest.
+    const inTail = tail.newestMatch(query);
+    if (inTail > 0) return inTail > after ? inTail : 0;
     const cursor = await openQueryCursor(this.#db, items, false, undefined);
     try {
       const hit = cursor.current;
@@ -401,13 +462,13 @@ export class FactStore implements AsyncDisposable {
    * newest event of each of its tags and of its types (kept in memory, read from the index on a
    * miss). Most conditions are settled here without an index scan.
    */
-  async #mayMatchAfter(items: readonly CompiledItem[], after: number): Promise<boolean> {
+  async #mayMatchAfter(items: readonly CompiledItem[], after: number, tail: TailSnapshot): Promise<boolean> {
     for (const item of items) {
       let bound = Number.POSITIVE_INFINITY;
-      for (const tag of item.tags) bound = Math.min(bound, await this.#newestWith(KeySpace.tag, tag));
+      for (const tag of item.tags) bound = Math.min(bound, await this.#newestWith(KeySpace.tag, tag, tail));
       if (item.types !== null && bound > after) {
         let newestOfTypes = 0;
-        for (const type of item.types) newestOfTypes = Math.max(newestOfTypes, await this.#newestWith(KeySpace.type, type));
+        for (const type of item.types) newestOfTypes = Math.max(newestOfTypes, await this.#newestWith(KeySpace.type, type, tail));
         bound = Math.min(bound, newestOfTypes);
       }
       if (bound > after) return true;
@@ -415,20 +476,22 @@ export class FactStore implements AsyncDisposable {
     return false;
   }
 
-  /** The newest position in one tag or type index (0 when empty). Only the writer calls it. */
-  async #newestWith(space: number, name: string): Promise<number> {
+  /** The newest position with one tag or type (0 when none). Only the writer calls it. */
+  async #newestWith(space: number, name: string, tail: TailSnapshot): Promise<number> {
     const key = String.fromCharCode(space) + name;
     const cached = this.#newestPositions.get(key);
     if (cached !== undefined) return cached;
-    const keys = await this.#db.keys<Uint8Array>({ keyEncoding: 'view', ...prefixBounds(indexPrefix(space, utf8(name))), reverse: true, limit: 1 }).all();
-    const newest = keys[0] === undefined ? 0 : readU64(keys[0], keys[0].length - 8);
+    const inTail = tail.newestWith(space === KeySpace.tag ? 'tag' : 'type', name);
+    const keys =
+      inTail > 0 ? [] : await this.#db.keys<Uint8Array>({ keyEncoding: 'view', ...prefixBounds(indexPrefix(space, utf8(name))), reverse: true, limit: 1 }).all();
+    const newest = inTail > 0 ? inTail : keys[0] === undefined ? 0 : readU64(keys[0], keys[0].length - 8);
     if (this.#newestPositions.size >= NEWEST_POSITIONS_ENTRIES_MAX) this.#newestPositions.clear();
     this.#newestPositions.set(key, newest);
     return newest;
   }
 
-  /** Keeps the cached newest positions right after an apply (entries not cached are read on demand). */
-  #noteNewestPositions(chunks: readonly { firstPosition: number; decoded: DecodedChunk }[]): void {
+  /** Keeps the cached newest positions right as a group becomes durable (entries not cached are read on demand). */
+  #noteNewestPositions(chunks: readonly TailChunk[]): void {
     if (this.#newestPositions.size === 0) return;
     const note = (key: string, position: number) => {
       if (this.#newestPositions.has(key)) this.#newestPositions.set(key, position);
@@ -436,7 +499,7 @@ export class FactStore implements AsyncDisposable {
     const typePrefix = String.fromCharCode(KeySpace.type);
     const tagPrefix = String.fromCharCode(KeySpace.tag);
     for (const chunk of chunks) {
-      chunk.decoded.tuples.forEach(([, type, , , tags], index) => {
+      chunk.planned.tuples.forEach(([, type, , , tags], index) => {
         note(typePrefix + type, chunk.firstPosition + index);
         for (const tag of tags) note(tagPrefix + tag, chunk.firstPosition + index);
       });
@@ -453,6 +516,7 @@ export class FactStore implements AsyncDisposable {
   async #buildMissingDataIndexes(fields: readonly string[]): Promise<void> {
     const missing = fields.filter((field) => !this.#dataFields.includes(field));
     if (missing.length === 0) return;
+    await this.#drainApply();
     const recorded = [...new Set([...this.#dataFields, ...missing])].sort();
     // Under the marker, a crash before its final barrier makes recovery rebuild every index, so
     // the entries and the record of the field need no barrier of their own in between.
@@ -504,6 +568,8 @@ export class FactStore implements AsyncDisposable {
       else await yieldToEventLoop();
       firstGroup = false;
       if (this.#maintenance) return;
+      // Backpressure: the unapplied tail stays bounded, so memory does too.
+      while (this.#tail.events >= UNAPPLIED_EVENTS_MAX && this.#applyRun) await this.#applyRun;
       const group = this.#queue.splice(0, GROUP_APPENDS_MAX);
       if (this.#failure) {
         for (const request of group) request.reject(this.#failure);
@@ -539,18 +605,17 @@ export class FactStore implements AsyncDisposable {
       for (const append of planned) append.request.reject(this.#failure!);
       return;
     }
-    try {
-      await this.#apply(planned.flatMap((append) => append.chunks), lsn);
-    } catch (error) {
-      // The group is durable in the WAL and will be applied by recovery; LevelDB is unusable.
-      this.#fail(
-        new FactError('FACT_IO', `LevelDB failed to apply logged events of ${this.path}; they are durable and will be applied when the database is reopened`, {
-          cause: error,
-        }),
-      );
-      for (const append of planned) append.request.reject(this.#failure!);
-      return;
+    // Durable: visible to reads from now on (through the tail), applied to LevelDB in the background.
+    const published: TailChunk[] = [];
+    for (const append of planned) {
+      for (const chunk of append.chunks) published.push({ firstPosition: chunk.firstPosition, bytes: chunk.bytes, planned: chunk.decoded, lsn });
     }
+    this.#tail.add(published);
+    const last = this.#nextPosition - 1;
+    assert(last > this.#head, 'positions only grow');
+    this.#head = last;
+    this.#noteNewestPositions(published);
+    this.#kickApply();
     for (const append of planned) {
       const last = append.firstPosition + append.request.events.count - 1;
       const count = append.request.events.count;
@@ -642,7 +707,13 @@ export class FactStore implements AsyncDisposable {
   }
 
   async #loadStreamVersions(group: AppendRequest[]): Promise<void> {
-    const missing = [...new Set(group.map((request) => request.stream))].filter((stream) => stream !== '' && !this.#streamVersions.has(stream));
+    const missing: string[] = [];
+    for (const stream of new Set(group.map((request) => request.stream))) {
+      if (stream === '' || this.#streamVersions.has(stream)) continue;
+      const inTail = this.#tail.streamVersion(stream);
+      if (inTail === undefined) missing.push(stream);
+      else this.#streamVersions.set(stream, inTail);
+    }
     if (missing.length === 0) return;
     const values = await this.#db.getMany<Uint8Array, Uint8Array>(
       missing.map((stream) => nameKey(KeySpace.streams, utf8(stream))),
@@ -661,17 +732,20 @@ export class FactStore implements AsyncDisposable {
     const positions = new Map<string, number>();
     const events = new Map<number, RecordedEvent>();
     if (ids.length === 0) return { positions, events };
+    const tail = this.#tail.snapshot(this.#appliedHead);
+    for (const [id, position] of tail.idPositions(new Set(ids))) positions.set(id, position);
+    const stored = ids.filter((id) => !positions.has(id));
     const values = await this.#db.getMany<Uint8Array, Uint8Array>(
-      ids.map((id) => nameKey(KeySpace.id, utf8(id))),
+      stored.map((id) => nameKey(KeySpace.id, utf8(id))),
       VIEW,
     );
-    for (const [index, id] of ids.entries()) {
+    for (const [index, id] of stored.entries()) {
       const value = values[index];
       if (value !== undefined) positions.set(id, readU64(value, 0));
     }
     // Retries are rare: fetch each stored event to compare its content.
     for (const position of new Set(positions.values())) {
-      for await (const event of this.#reader.scanLedger({ from: position, direction: 'forward', limit: 1, signal: undefined }, this.#head)) {
+      for await (const event of this.#sourceScan('all', { from: position, direction: 'forward', limit: 1, signal: undefined })) {
         events.set(event.position, event);
       }
     }
@@ -708,21 +782,65 @@ export class FactStore implements AsyncDisposable {
     );
   }
 
-  async #apply(chunks: { firstPosition: number; bytes: Uint8Array; decoded: DecodedChunk }[], lsn: number): Promise<void> {
-    const batch = this.#newBatch();
-    const put = (key: Uint8Array, value: Uint8Array) => batch.put(key, value);
-    let last = this.#head;
-    for (const chunk of chunks) {
-      put(ledgerKey(chunk.firstPosition), chunk.bytes);
-      forEachIndexEntry(chunk.decoded, chunk.firstPosition, put, this.#dataFields);
-      last = chunk.firstPosition + chunk.decoded.tuples.length - 1;
+  /** Starts the apply when enough events wait (or `now`), else arms the delay timer. */
+  #kickApply(now = false): void {
+    if (this.#applyRun || this.#tail.chunkCount === 0 || this.#failure) return;
+    if (!now && this.#tail.events < APPLY_BATCH_EVENTS) {
+      this.#applyTimer ??= setTimeout(() => {
+        this.#applyTimer = null;
+        this.#kickApply(true);
+      }, APPLY_DELAY_MS).unref();
+      return;
     }
-    put(metaKey('applied'), u64Pair(last, lsn));
-    await batch.write();
-    this.#noteNewestPositions(chunks);
-    assert(last >= this.#head, 'positions only grow');
-    this.#head = last;
-    this.#appliedLsn = lsn;
+    if (this.#applyTimer) {
+      clearTimeout(this.#applyTimer);
+      this.#applyTimer = null;
+    }
+    this.#applyRun = this.#applyTail().finally(() => {
+      this.#applyRun = null;
+      this.#kickApply();
+    });
+  }
+
+  /**
+   * Applies the tail to LevelDB, everything waiting in one batch, again while a full batch waits
+   * (less goes after the delay). A failure loses nothing (the WAL holds every chunk, recovery
+   * applies them) but stops all appends.
+   */
+  async #applyTail(): Promise<void> {
+    for (let first = true; first || this.#tail.events >= APPLY_BATCH_EVENTS; first = false) {
+      if (this.#failure) return;
+      const chunks = this.#tail.chunks.slice();
+      const batch = this.#newBatch();
+      const put = (key: Uint8Array, value: Uint8Array) => batch.put(key, value);
+      for (const chunk of chunks) {
+        put(ledgerKey(chunk.firstPosition), chunk.bytes);
+        forEachIndexEntry(chunk.planned, chunk.firstPosition, put, this.#dataFields);
+      }
+      const newest = chunks[chunks.length - 1]!;
+      const last = newest.firstPosition + newest.planned.tuples.length - 1;
+      put(metaKey('applied'), u64Pair(last, newest.lsn));
+      try {
+        await batch.write();
+      } catch (error) {
+        this.#fail(
+          new FactError('FACT_IO', `LevelDB failed to apply logged events of ${this.path}; they are durable and will be applied when the database is reopened`, {
+            cause: error,
+          }),
+        );
+        return;
+      }
+      assert(last > this.#appliedHead, 'applied positions only grow');
+      this.#tail.dropApplied(chunks.length);
+      this.#appliedHead = last;
+      this.#appliedLsn = newest.lsn;
+    }
+  }
+
+  /** Waits until LevelDB holds every resolved event (index maintenance reads LevelDB alone). */
+  async #drainApply(): Promise<void> {
+    for (this.#kickApply(true); this.#applyRun; this.#kickApply(true)) await this.#applyRun;
+    if (this.#tail.chunkCount > 0) throw this.#failure ?? new FactError('FACT_ASSERTION', 'the unapplied tail did not drain');
   }
 
   #fail(error: FactError): void {
@@ -746,8 +864,17 @@ export class FactStore implements AsyncDisposable {
     }
   }
 
+  /** Waits until no append is in flight and LevelDB holds every resolved event (unless failed). */
   async #idle(): Promise<void> {
-    while (this.#writer) await this.#writer;
+    for (;;) {
+      if (this.#writer) {
+        await this.#writer;
+        continue;
+      }
+      this.#kickApply(true);
+      if (!this.#applyRun) return;
+      await this.#applyRun;
+    }
   }
 
   // ------------------------------------------------------------------ checkpoints, recovery, close
@@ -831,6 +958,7 @@ export class FactStore implements AsyncDisposable {
     }
     await batch.write();
     this.#head = head;
+    this.#appliedHead = head;
     this.#nextPosition = head + 1;
     this.#appliedLsn = appliedLsn;
     await this.#checkpoint();
@@ -877,6 +1005,21 @@ function parseSource(source: ReadSource): 'all' | Query | { space: number; name:
   if ('tag' in source) return { space: KeySpace.tag, name: checkName(source.tag, 'read: tag', TAG_SIZE_BYTES_MAX) };
   if ('category' in source) return { space: KeySpace.category, name: checkName(source.category, 'read: category', STREAM_ID_SIZE_BYTES_MAX) };
   throw invalid(`read: unknown source ${JSON.stringify(keys[0])}`);
+}
+
+const SOURCE_KINDS = new Map<number, 'stream' | 'type' | 'tag' | 'category'>([
+  [KeySpace.stream, 'stream'],
+  [KeySpace.type, 'type'],
+  [KeySpace.tag, 'tag'],
+  [KeySpace.category, 'category'],
+]);
+
+function toTailSource(index: ReturnType<typeof parseSource>): TailSource {
+  if (index === 'all') return { kind: 'all' };
+  if (index instanceof Query) return index.compiled === 'all' ? { kind: 'all' } : { kind: 'query', query: index };
+  const kind = SOURCE_KINDS.get(index.space);
+  assert(kind !== undefined, 'every index source has a kind');
+  return { kind, name: index.name };
 }
 
 /** Checks the signal before every event, so an abort stops a read at its next step, not after a batch. */

@@ -1,0 +1,230 @@
+/**
+ * The unapplied tail: an append resolves once its WAL record is durable, and LevelDB gets it
+ * later, in the background. These tests hold LevelDB's writes at a gate, so every read path,
+ * check and retry must answer from the tail merged with LevelDB, and compare the answers with
+ * a brute-force model before and after the gate opens.
+ */
+import { MemoryLevel } from 'memory-level';
+import { describe, expect, it } from 'vitest';
+import { FactStore, Query, SimFileSystem } from '../src/index.js';
+import type { EventInput, ReadOptions, ReadSource, RecordedEvent } from '../src/index.js';
+import { APPLY_DELAY_MS, UNAPPLIED_EVENTS_MAX } from '../src/ledger/store.js';
+import { expectFactError, positionsOf } from './support/backends.js';
+
+type BatchOps = readonly { type: 'put' | 'del'; key: Uint8Array; value?: Uint8Array }[];
+interface PrivateBatch {
+  _batch(operations: BatchOps, options: object): Promise<void>;
+}
+const memoryLevel = MemoryLevel.prototype as unknown as PrivateBatch;
+
+/** A memory-level whose batch writes wait at a gate while it is closed, or fail. */
+class GatedLevel extends MemoryLevel<Uint8Array, Uint8Array> {
+  #gate: Promise<void> | null = null;
+  #open: (() => void) | null = null;
+  failing = false;
+  batchesWritten = 0;
+
+  constructor() {
+    super({ keyEncoding: 'view', valueEncoding: 'view' });
+  }
+
+  closeGate(): void {
+    this.#gate ??= new Promise((resolve) => (this.#open = resolve));
+  }
+
+  openGate(): void {
+    this.#open?.();
+    this.#gate = null;
+    this.#open = null;
+  }
+
+  async _batch(operations: BatchOps, options: object): Promise<void> {
+    if (this.#gate) await this.#gate;
+    if (this.failing) throw new Error('simulated LevelDB write failure');
+    this.batchesWritten++;
+    return memoryLevel._batch.call(this, operations, options);
+  }
+
+  async keyCount(): Promise<number> {
+    return (await this.keys<Uint8Array>({ keyEncoding: 'view' }).all()).length;
+  }
+}
+
+const DB = '/data/tail';
+const NO_CHECKPOINTS = 1 << 30;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits past the apply delay, so a closed gate is what keeps LevelDB behind, not the timer. */
+const pastApplyDelay = () => sleep(APPLY_DELAY_MS * 5);
+
+function batchFor(round: string): { stream: string; events: EventInput[] }[] {
+  return [
+    { stream: `order-${round}`, events: [{ type: 'Placed', tags: [`order:${round}`], data: { round, n: 1 } }, { type: 'Paid', tags: [`order:${round}`] }] },
+    { stream: `cart-${round}`, events: [{ type: 'Added', tags: ['cart', `order:${round}`], data: { round, n: 2 } }] },
+    { stream: '', events: [{ type: 'Audit', tags: ['audit'], data: { round } }, { type: 'Placed', tags: ['audit', `order:${round}`] }] },
+  ];
+}
+
+async function appendRound(db: FactStore, round: string): Promise<void> {
+  // Concurrent, so several appends share a group commit.
+  await Promise.all(batchFor(round).map(({ stream, events }) => (stream === '' ? db.append(events) : db.appendStream(stream, events))));
+}
+
+/** Reads whose results are compared with the model of read('all'). */
+function readCases(head: number): { source: ReadSource; options: ReadOptions; filter: (event: RecordedEvent) => boolean }[] {
+  const cases: { source: ReadSource; filter: (event: RecordedEvent) => boolean }[] = [
+    { source: 'all', filter: () => true },
+    { source: { stream: 'order-b' }, filter: (event) => event.stream === 'order-b' },
+    { source: { type: 'Placed' }, filter: (event) => event.type === 'Placed' },
+    { source: { tag: 'order:b' }, filter: (event) => event.tags.includes('order:b') },
+    { source: { category: 'cart' }, filter: (event) => event.stream?.startsWith('cart-') ?? false },
+    { source: { query: Query.tags('audit').or(Query.types('Paid')) }, filter: (event) => event.tags.includes('audit') || event.type === 'Paid' },
+    { source: { query: Query.data({ round: 'b' }) }, filter: (event) => (event.data as { round?: string } | null)?.round === 'b' },
+  ];
+  const options: ReadOptions[] = [
+    {},
+    { direction: 'backward' },
+    { limit: 3 },
+    { direction: 'backward', limit: 4 },
+    { from: Math.max(1, head - 4) },
+    { from: Math.max(1, head - 6), direction: 'backward', limit: 5 },
+  ];
+  return cases.flatMap((entry) => options.map((option) => ({ ...entry, options: option })));
+}
+
+function expected(all: readonly RecordedEvent[], source: ReadSource, options: ReadOptions, filter: (event: RecordedEvent) => boolean): number[] {
+  const forward = options.direction !== 'backward';
+  const isStream = typeof source === 'object' && 'stream' in source;
+  let events = all.filter(filter);
+  if (options.from !== undefined) {
+    const from = options.from;
+    events = events.filter((event) => {
+      const number = isStream ? event.streamPosition! : event.position;
+      return forward ? number >= from : number <= from;
+    });
+  }
+  if (!forward) events = [...events].reverse();
+  return positionsOf(events.slice(0, options.limit ?? Number.POSITIVE_INFINITY));
+}
+
+describe('FactStore unapplied tail (LevelDB writes held at a gate)', () => {
+  it('every read, version, stream list, check and retry sees resolved appends before LevelDB has them', async () => {
+    const fs = new SimFileSystem();
+    const level = new GatedLevel();
+    const db = await FactStore.open(DB, { fs, level, checkpointEveryBytes: NO_CHECKPOINTS, indexes: { data: ['round'] } });
+    await appendRound(db, 'a');
+    await db.verify(); // drains the apply: round a is in LevelDB
+    const keysApplied = await level.keyCount();
+
+    level.closeGate();
+    await appendRound(db, 'b');
+    await db.appendStream('order-b', { type: 'Shipped', id: 'shipped-b', tags: ['order:b'] }, { expect: 2 });
+    await pastApplyDelay();
+    // The test only means something if LevelDB really is behind.
+    expect(await level.keyCount()).toBe(keysApplied);
+
+    const head = await db.head();
+    const all = await db.read().toArray();
+    expect(positionsOf(all)).toEqual(Array.from({ length: head }, (_, index) => index + 1));
+    const answers = async () => ({
+      reads: await Promise.all(readCases(head).map(async ({ source, options }) => positionsOf(await db.read(source, options).toArray()))),
+      versions: [await db.streamVersion('order-b'), await db.streamVersion('cart-b'), await db.streamVersion('order-a'), await db.streamVersion('none')],
+      streams: [await db.streams().toArray(), await db.streams({ category: 'order' }).toArray()],
+    });
+    const whileHeld = await answers();
+    expect(whileHeld.reads).toEqual(readCases(head).map(({ source, options, filter }) => expected(all, source, options, filter)));
+    expect(whileHeld.versions).toEqual([3, 1, 2, 0]);
+    expect(whileHeld.streams).toEqual([['cart-a', 'cart-b', 'order-a', 'order-b'], ['order-a', 'order-b']]);
+
+    // Checks and retries in the writer see the tail too.
+    await expectFactError(() => db.appendStream('order-b', { type: 'Late' }, { expect: 2 }), 'FACT_CONCURRENCY');
+    const shippedAt = all.find((event) => event.id === 'shipped-b')!;
+    await expectFactError(
+      () => db.append({ type: 'Late' }, { failIfEventsMatch: Query.tags('order:b'), after: shippedAt.position - 1 }),
+      'FACT_CONCURRENCY',
+      new RegExp(`position ${shippedAt.position}`),
+    );
+    await expectFactError(() => db.append({ type: 'Late' }, { failIfEventsMatch: Query.types('Shipped'), after: 0 }), 'FACT_CONCURRENCY');
+    expect(await db.appendStream('order-b', { type: 'Shipped', id: 'shipped-b', tags: ['order:b'] })).toEqual({
+      position: shippedAt.position,
+      streamPosition: 3,
+      count: 1,
+    });
+    await expectFactError(() => db.append({ type: 'Other', id: 'shipped-b' }), 'FACT_DUPLICATE_EVENT_ID');
+    expect(await db.head()).toBe(head);
+
+    level.openGate();
+    await db.verify(); // drains, then checks LevelDB against the WAL
+    expect(await level.keyCount()).toBeGreaterThan(keysApplied);
+    expect(await answers()).toEqual(whileHeld);
+    await db.close();
+  });
+
+  it('a read that starts while the apply moves chunks into LevelDB returns each event once', async () => {
+    const fs = new SimFileSystem();
+    const level = new GatedLevel();
+    const db = await FactStore.open(DB, { fs, level, checkpointEveryBytes: NO_CHECKPOINTS });
+    level.closeGate();
+    for (const round of ['a', 'b', 'c']) await appendRound(db, round);
+    await pastApplyDelay();
+    const reads = [db.read().toArray(), db.read({ tag: 'audit' }, { direction: 'backward' }).toArray(), db.read({ stream: 'order-c' }).toArray()];
+    level.openGate();
+    const [all, audit, order] = await Promise.all(reads);
+    expect(positionsOf(all!)).toEqual(Array.from({ length: await db.head() }, (_, index) => index + 1));
+    expect(audit!.map((event) => event.tags.includes('audit'))).toEqual([true, true, true, true, true, true]);
+    expect(positionsOf(audit!)).toEqual([...positionsOf(audit!)].sort((a, b) => b - a));
+    expect(order!.map((event) => event.streamPosition)).toEqual([1, 2]);
+    await db.close();
+  });
+
+  it('returns what the ledger holds, not the objects the caller appended', async () => {
+    const level = new GatedLevel();
+    const db = await FactStore.open(DB, { fs: new SimFileSystem(), level });
+    level.closeGate();
+    const data = { items: ['a'] };
+    await db.append({ type: 'Changed', data });
+    data.items.push('changed after append');
+    const [event] = await db.read().toArray();
+    expect(event!.data).toEqual({ items: ['a'] });
+    level.openGate();
+    await db.close();
+  });
+
+  it('appends wait (never fail) while the tail is full, and continue once the apply catches up', async () => {
+    const level = new GatedLevel();
+    const db = await FactStore.open(DB, { fs: new SimFileSystem(), level });
+    level.closeGate();
+    const bulk = Array.from({ length: 1000 }, (_, n) => ({ type: 'Bulk', data: { n } }));
+    const fills = Math.ceil(UNAPPLIED_EVENTS_MAX / bulk.length);
+    for (let round = 0; round < fills; round++) await db.append(bulk);
+    let settled = false;
+    const waiting = db.append({ type: 'AfterFull' }).finally(() => (settled = true));
+    await sleep(50);
+    expect(settled).toBe(false);
+    level.openGate();
+    expect(await waiting).toEqual({ position: fills * bulk.length + 1, count: 1 });
+    await db.close();
+  });
+
+  it('a failed apply loses nothing: later appends fail with FACT_IO, and reopening applies the logged events', async () => {
+    const fs = new SimFileSystem();
+    const level = new GatedLevel();
+    const db = await FactStore.open(DB, { fs, level, checkpointEveryBytes: NO_CHECKPOINTS });
+    await db.append({ type: 'Applied' });
+    await db.verify();
+    level.failing = true;
+    expect(await db.appendStream('order-1', [{ type: 'Placed' }, { type: 'Paid' }])).toEqual({ position: 3, streamPosition: 2, count: 2 });
+    await pastApplyDelay();
+    await expectFactError(() => db.append({ type: 'Rejected' }), 'FACT_IO', /LevelDB failed to apply/);
+    // What resolved stays readable from the tail.
+    expect((await db.read().toArray()).map((event) => event.type)).toEqual(['Applied', 'Placed', 'Paid']);
+    await db.close();
+
+    level.failing = false;
+    const reopened = await FactStore.open(DB, { fs, level, checkpointEveryBytes: NO_CHECKPOINTS });
+    expect((await reopened.read().toArray()).map((event) => event.type)).toEqual(['Applied', 'Placed', 'Paid']);
+    expect(await reopened.streamVersion('order-1')).toBe(2);
+    expect((await reopened.verify()).ok).toBe(true);
+    await reopened.close();
+  });
+});
