@@ -11,8 +11,12 @@ export type PutEntry = (key: Uint8Array, value: Uint8Array) => void;
 
 const EMPTY = new Uint8Array(0);
 
-/** `dataFields`: the data fields that have an index (docs/storage-format.md, data indexes). */
-export function forEachIndexEntry(chunk: DecodedChunk, firstPosition: number, put: PutEntry, dataFields: readonly string[]): void {
+/**
+ * `dataFields`: the data fields that have an index (docs/storage-format.md, data indexes).
+ * `withStreamVersion` false leaves out the stream's version entry: a batch that also holds a
+ * later chunk of the same stream writes only the newest one (the same final content).
+ */
+export function forEachIndexEntry(chunk: DecodedChunk, firstPosition: number, put: PutEntry, dataFields: readonly string[], withStreamVersion = true): void {
   const chunkValue = u64(firstPosition);
   const streamBytes = chunk.stream === '' ? null : utf8(chunk.stream);
   const categoryBytes = chunk.stream === '' ? null : utf8(streamCategory(chunk.stream));
@@ -49,7 +53,7 @@ export function forEachIndexEntry(chunk: DecodedChunk, firstPosition: number, pu
     }
   }
   if (streamBytes !== null && categoryBytes !== null && chunk.tuples.length > 0) {
-    put(nameKey(KeySpace.streams, streamBytes), u64(chunk.firstStreamPosition + chunk.tuples.length - 1));
+    if (withStreamVersion) put(nameKey(KeySpace.streams, streamBytes), u64(chunk.firstStreamPosition + chunk.tuples.length - 1));
     if (chunk.firstStreamPosition === 1) put(pairKey(KeySpace.streamCategories, categoryBytes, streamBytes), EMPTY);
   }
 }

@@ -569,7 +569,11 @@ export class FactStore implements AsyncDisposable {
       firstGroup = false;
       if (this.#maintenance) return;
       // Backpressure: the unapplied tail stays bounded, so memory does too.
-      while (this.#tail.events >= UNAPPLIED_EVENTS_MAX && this.#applyRun) await this.#applyRun;
+      while (this.#tail.events >= UNAPPLIED_EVENTS_MAX) {
+        this.#kickApply(true);
+        if (!this.#applyRun) break; // failed: the group is rejected below
+        await this.#applyRun;
+      }
       const group = this.#queue.splice(0, GROUP_APPENDS_MAX);
       if (this.#failure) {
         for (const request of group) request.reject(this.#failure);
@@ -615,7 +619,6 @@ export class FactStore implements AsyncDisposable {
     assert(last > this.#head, 'positions only grow');
     this.#head = last;
     this.#noteNewestPositions(published);
-    this.#kickApply();
     for (const append of planned) {
       const last = append.firstPosition + append.request.events.count - 1;
       const count = append.request.events.count;
@@ -623,6 +626,8 @@ export class FactStore implements AsyncDisposable {
         append.request.stream === '' ? { position: last, count } : { position: last, count, streamPosition: append.firstStreamPosition + count - 1 },
       );
     }
+    // Building the apply batch takes main-thread time: after the callers resumed, not before.
+    setImmediate(() => this.#kickApply());
     this.#bytesSinceCheckpoint += payload.length;
     if (this.#bytesSinceCheckpoint >= this.#checkpointEveryBytes) this.#startCheckpoint();
     this.#trimStreamVersions();
@@ -813,9 +818,19 @@ export class FactStore implements AsyncDisposable {
       const chunks = this.#tail.chunks.slice();
       const batch = this.#newBatch();
       const put = (key: Uint8Array, value: Uint8Array) => batch.put(key, value);
+      // Only the newest chunk of a stream in this batch writes the stream's version.
+      const newestOfStream = new Set<TailChunk>();
+      const streamsSeen = new Set<string>();
+      for (let index = chunks.length - 1; index >= 0; index--) {
+        const { stream } = chunks[index]!.planned;
+        if (stream !== '' && !streamsSeen.has(stream)) {
+          streamsSeen.add(stream);
+          newestOfStream.add(chunks[index]!);
+        }
+      }
       for (const chunk of chunks) {
         put(ledgerKey(chunk.firstPosition), chunk.bytes);
-        forEachIndexEntry(chunk.planned, chunk.firstPosition, put, this.#dataFields);
+        forEachIndexEntry(chunk.planned, chunk.firstPosition, put, this.#dataFields, newestOfStream.has(chunk));
       }
       const newest = chunks[chunks.length - 1]!;
       const last = newest.firstPosition + newest.planned.tuples.length - 1;
