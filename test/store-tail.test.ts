@@ -206,6 +206,21 @@ describe('FactStore unapplied tail (LevelDB writes held at a gate)', () => {
     await db.close();
   });
 
+  it('a closed loop of appends still gives timers and I/O their turns (the writer yields to the event loop)', async () => {
+    const db = await FactStore.open(DB, { fs: new SimFileSystem(), level: new GatedLevel() });
+    let timerFired = false;
+    setTimeout(() => (timerFired = true), 0);
+    let appends = 0;
+    // On SimFileSystem every append settles in microtasks: only the writer's own turns let the timer in.
+    while (!timerFired && appends < 20_000) {
+      await db.append({ type: 'Loop' });
+      appends++;
+    }
+    expect(timerFired).toBe(true);
+    expect(appends).toBeLessThan(20_000);
+    await db.close();
+  });
+
   it('a failed apply loses nothing: later appends fail with FACT_IO, and reopening applies the logged events', async () => {
     const fs = new SimFileSystem();
     const level = new GatedLevel();
