@@ -563,11 +563,14 @@ export class FactStore implements AsyncDisposable {
 
   async #runWriter(): Promise<void> {
     let turnStartMs = performance.now();
+    // A fresh start also takes a microtask: appends issued in the same synchronous run join.
+    let lastGroupSize = 1;
     while (this.#queue.length > 0) {
-      // Callers woken by the last group resubmit in microtasks, before this continues, so a
-      // microtask is enough to gather them (an event-loop turn costs ≈ 30 µs: a fifth of a
-      // single append). A full turn at least every WRITER_TURN_MS lets timers, I/O and readers in.
-      if (performance.now() - turnStartMs < WRITER_TURN_MS) {
+      // A lone writer (last group: one append) resubmits in a microtask, so a microtask gathers
+      // it (an event-loop turn costs ≈ 30 µs, a fifth of its append), with a full turn at least
+      // every WRITER_TURN_MS for timers, I/O and readers. Concurrent callers get a full turn
+      // between groups: those busy with a read can then join the next group.
+      if (lastGroupSize === 1 && performance.now() - turnStartMs < WRITER_TURN_MS) {
         await Promise.resolve();
       } else {
         await yieldToEventLoop();
@@ -581,6 +584,7 @@ export class FactStore implements AsyncDisposable {
         await this.#applyRun;
       }
       const group = this.#queue.splice(0, GROUP_APPENDS_MAX);
+      lastGroupSize = group.length;
       if (this.#failure) {
         for (const request of group) request.reject(this.#failure);
         continue;
