@@ -483,10 +483,12 @@ export class FactStore implements AsyncDisposable {
     const key = String.fromCharCode(space) + name;
     const cached = this.#newestPositions.get(key);
     if (cached !== undefined) return cached;
-    const inTail = tail.newestWith(space === KeySpace.tag ? 'tag' : 'type', name);
-    const keys =
-      inTail > 0 ? [] : await this.#db.keys<Uint8Array>({ keyEncoding: 'view', ...prefixBounds(indexPrefix(space, utf8(name))), reverse: true, limit: 1 }).all();
-    const newest = inTail > 0 ? inTail : keys[0] === undefined ? 0 : readU64(keys[0], keys[0].length - 8);
+    // Tail positions are newer than LevelDB's: LevelDB is read only when the tail has none.
+    let newest = tail.newestWith(space === KeySpace.tag ? 'tag' : 'type', name);
+    if (newest === 0) {
+      const keys = await this.#db.keys<Uint8Array>({ keyEncoding: 'view', ...prefixBounds(indexPrefix(space, utf8(name))), reverse: true, limit: 1 }).all();
+      if (keys[0] !== undefined) newest = readU64(keys[0], keys[0].length - 8);
+    }
     if (this.#newestPositions.size >= NEWEST_POSITIONS_ENTRIES_MAX) this.#newestPositions.clear();
     this.#newestPositions.set(key, newest);
     return newest;
@@ -825,22 +827,15 @@ export class FactStore implements AsyncDisposable {
   async #applyTail(): Promise<void> {
     for (let first = true; first || this.#tail.events >= APPLY_BATCH_EVENTS; first = false) {
       if (this.#failure) return;
-      const chunks = this.#tail.chunks.slice();
+      const chunks = this.#tail.chunks;
       const batch = this.#newBatch();
       const put = (key: Uint8Array, value: Uint8Array) => batch.put(key, value);
       // Only the newest chunk of a stream in this batch writes the stream's version.
-      const newestOfStream = new Set<TailChunk>();
-      const streamsSeen = new Set<string>();
-      for (let index = chunks.length - 1; index >= 0; index--) {
-        const { stream } = chunks[index]!.planned;
-        if (stream !== '' && !streamsSeen.has(stream)) {
-          streamsSeen.add(stream);
-          newestOfStream.add(chunks[index]!);
-        }
-      }
+      const newestOfStream = new Map<string, TailChunk>();
+      for (const chunk of chunks) newestOfStream.set(chunk.planned.stream, chunk);
       for (const chunk of chunks) {
         put(ledgerKey(chunk.firstPosition), chunk.bytes);
-        forEachIndexEntry(chunk.planned, chunk.firstPosition, put, this.#dataFields, newestOfStream.has(chunk));
+        forEachIndexEntry(chunk.planned, chunk.firstPosition, put, this.#dataFields, newestOfStream.get(chunk.planned.stream) === chunk);
       }
       const newest = chunks[chunks.length - 1]!;
       const last = newest.firstPosition + newest.planned.tuples.length - 1;
@@ -862,9 +857,14 @@ export class FactStore implements AsyncDisposable {
     }
   }
 
+  /** Applies until the tail is empty, or the apply failed. */
+  async #applyAll(): Promise<void> {
+    for (this.#kickApply(true); this.#applyRun; this.#kickApply(true)) await this.#applyRun;
+  }
+
   /** Waits until LevelDB holds every resolved event (index maintenance reads LevelDB alone). */
   async #drainApply(): Promise<void> {
-    for (this.#kickApply(true); this.#applyRun; this.#kickApply(true)) await this.#applyRun;
+    await this.#applyAll();
     if (this.#tail.chunkCount > 0) throw this.#failure ?? new FactError('FACT_ASSERTION', 'the unapplied tail did not drain');
   }
 
@@ -891,15 +891,10 @@ export class FactStore implements AsyncDisposable {
 
   /** Waits until no append is in flight and LevelDB holds every resolved event (unless failed). */
   async #idle(): Promise<void> {
-    for (;;) {
-      if (this.#writer) {
-        await this.#writer;
-        continue;
-      }
-      this.#kickApply(true);
-      if (!this.#applyRun) return;
-      await this.#applyRun;
-    }
+    do {
+      while (this.#writer) await this.#writer;
+      await this.#applyAll();
+    } while (this.#writer);
   }
 
   // ------------------------------------------------------------------ checkpoints, recovery, close
@@ -1015,7 +1010,7 @@ export class FactStore implements AsyncDisposable {
 }
 
 /** The index a read source names, validated. */
-function parseSource(source: ReadSource): 'all' | Query | { space: number; name: string } {
+function parseSource(source: ReadSource): 'all' | Query | { space: number; kind: 'stream' | 'type' | 'tag' | 'category'; name: string } {
   if (source === 'all') return 'all';
   if (source instanceof Query) return source;
   if (typeof source !== 'object' || source === null) throw invalid(`read: source must be 'all' or an object, got ${String(source)}`);
@@ -1025,26 +1020,17 @@ function parseSource(source: ReadSource): 'all' | Query | { space: number; name:
     if (!(source.query instanceof Query)) throw invalid('read: source.query must be a Query');
     return source.query;
   }
-  if ('stream' in source) return { space: KeySpace.stream, name: checkStreamId(source.stream, 'read') };
-  if ('type' in source) return { space: KeySpace.type, name: checkName(source.type, 'read: type', EVENT_TYPE_SIZE_BYTES_MAX) };
-  if ('tag' in source) return { space: KeySpace.tag, name: checkName(source.tag, 'read: tag', TAG_SIZE_BYTES_MAX) };
-  if ('category' in source) return { space: KeySpace.category, name: checkName(source.category, 'read: category', STREAM_ID_SIZE_BYTES_MAX) };
+  if ('stream' in source) return { space: KeySpace.stream, kind: 'stream', name: checkStreamId(source.stream, 'read') };
+  if ('type' in source) return { space: KeySpace.type, kind: 'type', name: checkName(source.type, 'read: type', EVENT_TYPE_SIZE_BYTES_MAX) };
+  if ('tag' in source) return { space: KeySpace.tag, kind: 'tag', name: checkName(source.tag, 'read: tag', TAG_SIZE_BYTES_MAX) };
+  if ('category' in source) return { space: KeySpace.category, kind: 'category', name: checkName(source.category, 'read: category', STREAM_ID_SIZE_BYTES_MAX) };
   throw invalid(`read: unknown source ${JSON.stringify(keys[0])}`);
 }
-
-const SOURCE_KINDS = new Map<number, 'stream' | 'type' | 'tag' | 'category'>([
-  [KeySpace.stream, 'stream'],
-  [KeySpace.type, 'type'],
-  [KeySpace.tag, 'tag'],
-  [KeySpace.category, 'category'],
-]);
 
 function toTailSource(index: ReturnType<typeof parseSource>): TailSource {
   if (index === 'all') return { kind: 'all' };
   if (index instanceof Query) return index.compiled === 'all' ? { kind: 'all' } : { kind: 'query', query: index };
-  const kind = SOURCE_KINDS.get(index.space);
-  assert(kind !== undefined, 'every index source has a kind');
-  return { kind, name: index.name };
+  return { kind: index.kind, name: index.name };
 }
 
 /** Checks the signal before every event, so an abort stops a read at its next step, not after a batch. */

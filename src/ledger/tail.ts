@@ -60,11 +60,6 @@ export class TailSnapshot {
     return this.#end === this.#start;
   }
 
-  /** The chunks, oldest first. */
-  get chunks(): readonly TailChunk[] {
-    return this.#chunks.slice(this.#start, this.#end);
-  }
-
   /** Events of `source` from `from` (inclusive) in the direction, up to `limit`. */
   *events(source: TailSource, forward: boolean, from: number | undefined, limit: number): Generator<RecordedEvent> {
     if (limit <= 0) return;
