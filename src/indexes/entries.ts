@@ -4,7 +4,7 @@
  */
 import type { DecodedChunk } from '../ledger/chunk.js';
 import { streamCategory } from '../ledger/chunk.js';
-import { dataValuePrefix, indexKey, KeySpace, nameKey, pairKey, positionKey, u64, u64Pair, utf8 } from '../ledger/keys.js';
+import { dataValuePrefix, freshBytes, indexKey, KeySpace, nameKey, pairKey, positionKey, u64, u64Pair, utf8, type Allocate } from '../ledger/keys.js';
 import { dataFieldBytes } from '../query/query.js';
 
 export type PutEntry = (key: Uint8Array, value: Uint8Array) => void;
@@ -15,9 +15,17 @@ const EMPTY = new Uint8Array(0);
  * `dataFields`: the data fields that have an index (docs/storage-format.md, data indexes).
  * `withStreamVersion` false leaves out the stream's version entry: a batch that also holds a
  * later chunk of the same stream writes only the newest one (the same final content).
+ * `allocate`: where keys and values are built; a ByteArena's when they go straight into a batch.
  */
-export function forEachIndexEntry(chunk: DecodedChunk, firstPosition: number, put: PutEntry, dataFields: readonly string[], withStreamVersion = true): void {
-  const chunkValue = u64(firstPosition);
+export function forEachIndexEntry(
+  chunk: DecodedChunk,
+  firstPosition: number,
+  put: PutEntry,
+  dataFields: readonly string[],
+  withStreamVersion = true,
+  allocate: Allocate = freshBytes,
+): void {
+  const chunkValue = u64(firstPosition, allocate);
   const streamBytes = chunk.stream === '' ? null : utf8(chunk.stream);
   const categoryBytes = chunk.stream === '' ? null : utf8(streamCategory(chunk.stream));
   // Chunks repeat types and tags: encode each string once per chunk.
@@ -34,26 +42,26 @@ export function forEachIndexEntry(chunk: DecodedChunk, firstPosition: number, pu
     const [id, type, data, , tags] = chunk.tuples[index]!;
     const position = firstPosition + index;
     const typeBytes = bytesOf(type);
-    put(indexKey(KeySpace.type, typeBytes, position), chunkValue);
+    put(indexKey(KeySpace.type, typeBytes, position, allocate), chunkValue);
     if (tags.length > 0) {
       // The type rides along in tag entries: an item with tags and types filters on one cursor.
-      const tagValue = new Uint8Array(8 + typeBytes.length);
+      const tagValue = allocate(8 + typeBytes.length);
       tagValue.set(chunkValue, 0);
       tagValue.set(typeBytes, 8);
-      for (const tag of tags) put(indexKey(KeySpace.tag, bytesOf(tag), position), tagValue);
+      for (const tag of tags) put(indexKey(KeySpace.tag, bytesOf(tag), position, allocate), tagValue);
     }
-    put(nameKey(KeySpace.id, utf8(id)), u64(position));
+    put(nameKey(KeySpace.id, utf8(id), allocate), u64(position, allocate));
     for (const field of dataFields) {
       const value = dataFieldBytes(data, field);
-      if (value !== null) put(positionKey(dataValuePrefix(utf8(field), value), position), chunkValue);
+      if (value !== null) put(positionKey(dataValuePrefix(utf8(field), value), position, allocate), chunkValue);
     }
     if (streamBytes !== null && categoryBytes !== null) {
-      put(indexKey(KeySpace.stream, streamBytes, chunk.firstStreamPosition + index), u64Pair(position, firstPosition));
-      put(indexKey(KeySpace.category, categoryBytes, position), chunkValue);
+      put(indexKey(KeySpace.stream, streamBytes, chunk.firstStreamPosition + index, allocate), u64Pair(position, firstPosition, allocate));
+      put(indexKey(KeySpace.category, categoryBytes, position, allocate), chunkValue);
     }
   }
   if (streamBytes !== null && categoryBytes !== null && chunk.tuples.length > 0) {
-    if (withStreamVersion) put(nameKey(KeySpace.streams, streamBytes), u64(chunk.firstStreamPosition + chunk.tuples.length - 1));
-    if (chunk.firstStreamPosition === 1) put(pairKey(KeySpace.streamCategories, categoryBytes, streamBytes), EMPTY);
+    if (withStreamVersion) put(nameKey(KeySpace.streams, streamBytes, allocate), u64(chunk.firstStreamPosition + chunk.tuples.length - 1, allocate));
+    if (chunk.firstStreamPosition === 1) put(pairKey(KeySpace.streamCategories, categoryBytes, streamBytes, allocate), EMPTY);
   }
 }

@@ -2,7 +2,7 @@
 import { decodeChunk, type DecodedChunk } from '../ledger/chunk.js';
 import { decodeCommit, WAL_RECORD_COMMIT } from '../ledger/commit-record.js';
 import { INDEX_KEY_SPACES, indexPrefix, KeySpace, ledgerKey, prefixBounds, readU64, spaceRange, utf8 } from '../ledger/keys.js';
-import { VIEW, type BatchFactory, type LevelDatabase } from '../ledger/level.js';
+import { ByteArena, VIEW, type BatchFactory, type LevelDatabase } from '../ledger/level.js';
 import type { Wal } from '../wal/wal.js';
 import { forEachIndexEntry } from './entries.js';
 
@@ -46,13 +46,14 @@ async function writeDerivedEntries(
   progress: (events: number) => void,
 ): Promise<number> {
   let batch = newBatch();
+  const arena = new ByteArena();
   let inBatch = 0;
   let events = 0;
   const put = (key: Uint8Array, value: Uint8Array) => {
     if (keep(key)) batch.put(key, value);
   };
   for await (const { first, chunk } of ledgerChunks(db)) {
-    forEachIndexEntry(chunk, first, put, dataFields);
+    forEachIndexEntry(chunk, first, put, dataFields, true, arena.allocate);
     inBatch += chunk.tuples.length;
     events += chunk.tuples.length;
     if (inBatch >= REBUILD_BATCH_EVENTS) {
@@ -158,7 +159,7 @@ export async function verifyStore(db: LevelDatabase, wal: Wal, head: number, dat
       positions.push(position);
       position += decodeChunk(bytes, `in WAL record ${record.lsn}`).tuples.length;
     }
-    const stored = await db.getMany<Uint8Array, Uint8Array>(positions.map(ledgerKey), VIEW);
+    const stored = await db.getMany<Uint8Array, Uint8Array>(positions.map((position) => ledgerKey(position)), VIEW);
     for (const [index, bytes] of commit.chunks.entries()) {
       const actual = stored[index];
       if (actual === undefined) report(`WAL record ${record.lsn}: ledger chunk at position ${positions[index]} is missing`);

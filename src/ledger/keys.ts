@@ -24,6 +24,11 @@ export const INDEX_KEY_SPACES = [
   KeySpace.data,
 ] as const;
 
+/** Where key and value bytes come from: fresh arrays, or a ByteArena's (level.ts) for a batch's puts. */
+export type Allocate = (sizeBytes: number) => Uint8Array;
+
+export const freshBytes: Allocate = (sizeBytes) => new Uint8Array(sizeBytes);
+
 const TWO_TO_32 = 2 ** 32;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -47,14 +52,14 @@ export function readU64(source: Uint8Array, offset: number): number {
   return high * TWO_TO_32 + low;
 }
 
-export function u64(value: number): Uint8Array {
-  const bytes = new Uint8Array(8);
+export function u64(value: number, allocate: Allocate = freshBytes): Uint8Array {
+  const bytes = allocate(8);
   writeU64(bytes, 0, value);
   return bytes;
 }
 
-export function u64Pair(first: number, second: number): Uint8Array {
-  const bytes = new Uint8Array(16);
+export function u64Pair(first: number, second: number, allocate: Allocate = freshBytes): Uint8Array {
+  const bytes = allocate(16);
   writeU64(bytes, 0, first);
   writeU64(bytes, 8, second);
   return bytes;
@@ -88,16 +93,16 @@ export function metaKey(name: string): Uint8Array {
   return key;
 }
 
-export function ledgerKey(firstPosition: number): Uint8Array {
-  const key = new Uint8Array(9);
+export function ledgerKey(firstPosition: number, allocate: Allocate = freshBytes): Uint8Array {
+  const key = allocate(9);
   key[0] = KeySpace.ledger;
   writeU64(key, 1, firstPosition);
   return key;
 }
 
 /** `space` str 0x00 u64(number): an entry of a string-keyed index ordered by number. */
-export function indexKey(space: number, name: Uint8Array, number: number): Uint8Array {
-  const key = new Uint8Array(1 + name.length + 1 + 8);
+export function indexKey(space: number, name: Uint8Array, number: number, allocate: Allocate = freshBytes): Uint8Array {
+  const key = allocate(1 + name.length + 1 + 8);
   key[0] = space;
   key.set(name, 1);
   key[1 + name.length] = 0;
@@ -122,16 +127,16 @@ export function indexRange(space: number, name: Uint8Array): { gte: Uint8Array; 
 }
 
 /** `space` str: a key space keyed by one string (streams, ids). */
-export function nameKey(space: number, name: Uint8Array): Uint8Array {
-  const key = new Uint8Array(1 + name.length);
+export function nameKey(space: number, name: Uint8Array, allocate: Allocate = freshBytes): Uint8Array {
+  const key = allocate(1 + name.length);
   key[0] = space;
   key.set(name, 1);
   return key;
 }
 
 /** `space` str 0x00 str. */
-export function pairKey(space: number, first: Uint8Array, second: Uint8Array): Uint8Array {
-  const key = new Uint8Array(1 + first.length + 1 + second.length);
+export function pairKey(space: number, first: Uint8Array, second: Uint8Array, allocate: Allocate = freshBytes): Uint8Array {
+  const key = allocate(1 + first.length + 1 + second.length);
   key[0] = space;
   key.set(first, 1);
   key[1 + first.length] = 0;
@@ -183,8 +188,8 @@ export function dataValuePrefix(field: Uint8Array, value: Uint8Array): Uint8Arra
 }
 
 /** A prefix made by indexPrefix or dataValuePrefix, followed by u64(position). */
-export function positionKey(prefix: Uint8Array, position: number): Uint8Array {
-  const key = new Uint8Array(prefix.length + 8);
+export function positionKey(prefix: Uint8Array, position: number, allocate: Allocate = freshBytes): Uint8Array {
+  const key = allocate(prefix.length + 8);
   key.set(prefix, 0);
   writeU64(key, prefix.length, position);
   return key;

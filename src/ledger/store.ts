@@ -24,7 +24,7 @@ import { NodeFileSystem } from '../wal/node-file-system.js';
 import { Wal, type WalOptions } from '../wal/wal.js';
 import { canonicalBytes, decodeChunk, encodeChunk, type DecodedChunk, type EventTuple } from './chunk.js';
 import { indexPrefix, indexRange, KeySpace, ledgerKey, metaKey, nameKey, prefixBounds, readU64, spaceRange, u64, u64Pair, utf8, utf8Decode } from './keys.js';
-import { batchFactory, VIEW, type BatchFactory, type LevelDatabase } from './level.js';
+import { batchFactory, ByteArena, VIEW, type BatchFactory, type LevelDatabase } from './level.js';
 import { decodeCommit, encodeCommit, WAL_RECORD_COMMIT } from './commit-record.js';
 import { UnappliedTail, type TailChunk, type TailSnapshot, type TailSource } from './tail.js';
 import {
@@ -148,6 +148,11 @@ export class FactStore implements AsyncDisposable {
   readonly #tail = new UnappliedTail();
   #applyRun: Promise<void> | null = null;
   #applyTimer: ReturnType<typeof setTimeout> | null = null;
+  /** An apply is due (full batch or delay over) but waits for the writer's WAL sync to overlap. */
+  #applyDue = false;
+  /** The writer is planning a group: an apply started now would delay its WAL write. */
+  #planning = false;
+  readonly #arena = new ByteArena();
   /** Next position to plan; ahead of #head while a group is in flight. */
   #nextPosition = 1;
   /** Stream versions as planned (committed plus the group in flight); bounded. */
@@ -596,22 +601,18 @@ export class FactStore implements AsyncDisposable {
   }
 
   async #commitGroup(group: AppendRequest[]): Promise<void> {
-    let planned: PlannedAppend[];
+    this.#planning = true;
+    let issued: { planned: PlannedAppend[]; payload: Uint8Array; logged: Promise<number> } | null;
     try {
-      planned = await this.#plan(group);
-    } catch (error) {
-      // Reading state failed: nothing was written, so only this group fails.
-      for (const request of group) request.reject(isFactError(error) ? error : ioError('plan', this.path, error));
-      this.#forgetPlannedVersions();
-      return;
+      issued = await this.#planAndLog(group);
+    } finally {
+      this.#endPlanning();
     }
-    if (planned.length === 0) return;
-    const firstPosition = planned[0]!.firstPosition;
-    const chunks = planned.flatMap((append) => append.chunks.map((chunk) => chunk.bytes));
-    const payload = encodeCommit(firstPosition, chunks);
+    if (issued === null) return;
+    const { planned, payload } = issued;
     let lsn: number;
     try {
-      lsn = await this.#wal.append(payload, { type: WAL_RECORD_COMMIT });
+      lsn = await issued.logged;
     } catch (error) {
       this.#fail(
         new FactError('FACT_WAL_POISONED', `the write-ahead log of ${this.path} failed; no further appends are accepted until the database is reopened`, {
@@ -643,6 +644,23 @@ export class FactStore implements AsyncDisposable {
     this.#bytesSinceCheckpoint += payload.length;
     if (this.#bytesSinceCheckpoint >= this.#checkpointEveryBytes) this.#startCheckpoint();
     this.#trimStreamVersions();
+  }
+
+  /** Plans the group and hands its WAL record to the WAL; null when nothing is left to write. */
+  async #planAndLog(group: AppendRequest[]): Promise<{ planned: PlannedAppend[]; payload: Uint8Array; logged: Promise<number> } | null> {
+    let planned: PlannedAppend[];
+    try {
+      planned = await this.#plan(group);
+    } catch (error) {
+      // Reading state failed: nothing was written, so only this group fails.
+      for (const request of group) request.reject(isFactError(error) ? error : ioError('plan', this.path, error));
+      this.#forgetPlannedVersions();
+      return null;
+    }
+    if (planned.length === 0) return null;
+    const chunks = planned.flatMap((append) => append.chunks.map((chunk) => chunk.bytes));
+    const payload = encodeCommit(planned[0]!.firstPosition, chunks);
+    return { planned, payload, logged: this.#wal.append(payload, { type: WAL_RECORD_COMMIT }) };
   }
 
   /** Expectation and id checks in call order, each seeing the committed state and the group's earlier appends. */
@@ -799,16 +817,35 @@ export class FactStore implements AsyncDisposable {
     );
   }
 
-  /** Starts the apply when enough events wait (or `now`), else arms the delay timer. */
+  /**
+   * The group's WAL write is issued (its sync runs in the microtasks that follow): an apply that
+   * became due while the group was planned starts in the next check phase, so building its batch
+   * overlaps the disk's sync instead of lengthening the next append.
+   */
+  #endPlanning(): void {
+    this.#planning = false;
+    if (this.#applyDue || this.#tail.events >= APPLY_BATCH_EVENTS) setImmediate(() => this.#kickApply());
+  }
+
+  /**
+   * Starts the apply when it is due (a full batch waits, the delay is over, or `now`), else arms
+   * the delay timer. A due apply waits while the writer plans a group (see #endPlanning).
+   */
   #kickApply(now = false): void {
     if (this.#applyRun || this.#tail.chunkCount === 0 || this.#failure) return;
-    if (!now && this.#tail.events < APPLY_BATCH_EVENTS) {
+    if (!now && !this.#applyDue && this.#tail.events < APPLY_BATCH_EVENTS) {
       this.#applyTimer ??= setTimeout(() => {
         this.#applyTimer = null;
-        this.#kickApply(true);
+        this.#applyDue = true;
+        this.#kickApply();
       }, APPLY_DELAY_MS).unref();
       return;
     }
+    if (!now && this.#planning) {
+      this.#applyDue = true;
+      return;
+    }
+    this.#applyDue = false;
     if (this.#applyTimer) {
       clearTimeout(this.#applyTimer);
       this.#applyTimer = null;
@@ -834,8 +871,8 @@ export class FactStore implements AsyncDisposable {
       const newestOfStream = new Map<string, TailChunk>();
       for (const chunk of chunks) newestOfStream.set(chunk.planned.stream, chunk);
       for (const chunk of chunks) {
-        put(ledgerKey(chunk.firstPosition), chunk.bytes);
-        forEachIndexEntry(chunk.planned, chunk.firstPosition, put, this.#dataFields, newestOfStream.get(chunk.planned.stream) === chunk);
+        put(ledgerKey(chunk.firstPosition, this.#arena.allocate), chunk.bytes);
+        forEachIndexEntry(chunk.planned, chunk.firstPosition, put, this.#dataFields, newestOfStream.get(chunk.planned.stream) === chunk, this.#arena.allocate);
       }
       const newest = chunks[chunks.length - 1]!;
       const last = newest.firstPosition + newest.planned.tuples.length - 1;
@@ -961,8 +998,8 @@ export class FactStore implements AsyncDisposable {
       let position = commit.firstPosition;
       for (const bytes of commit.chunks) {
         const decoded = decodeChunk(bytes, `in WAL record ${record.lsn}`);
-        batch.put(ledgerKey(position), bytes);
-        forEachIndexEntry(decoded, position, (key, value) => batch.put(key, value), this.#dataFields);
+        batch.put(ledgerKey(position, this.#arena.allocate), bytes);
+        forEachIndexEntry(decoded, position, (key, value) => batch.put(key, value), this.#dataFields, true, this.#arena.allocate);
         position += decoded.tuples.length;
         batchEvents += decoded.tuples.length;
       }

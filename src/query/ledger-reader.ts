@@ -42,7 +42,7 @@ export class LedgerReader {
       else if (!missing.includes(first)) missing.push(first);
     }
     if (missing.length > 0) {
-      const values = await this.#db.getMany<Uint8Array, Uint8Array>(missing.map(ledgerKey), VIEW);
+      const values = await this.#db.getMany<Uint8Array, Uint8Array>(missing.map((position) => ledgerKey(position)), VIEW);
       for (const [index, first] of missing.entries()) {
         const value = values[index];
         if (value === undefined) {
