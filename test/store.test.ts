@@ -495,6 +495,12 @@ export function describeStoreSuite(name: string, makeOptions: () => OptionsFor):
         ['non-string type', (db) => db.append({ type: 7 as unknown as string }), /type must be a non-empty string/],
         ['type with NUL', (db) => db.append({ type: 'a\0b' }), /type must not contain a NUL/],
         ['type too long', (db) => db.append({ type: 'é'.repeat(129) }), /type is longer than 256 bytes/],
+        ['type with a lone high surrogate', (db) => db.append({ type: 'a\ud800b' }), /type is not well-formed UTF-16/],
+        ['type ending in a high surrogate', (db) => db.append({ type: 'ab\ud83d' }), /type is not well-formed UTF-16/],
+        ['tag with a lone low surrogate', (db) => db.append({ type: 'T', tags: ['ok', '\udc00x'] }), /tag 1 is not well-formed UTF-16/],
+        ['tag too long', (db) => db.append({ type: 'T', tags: ['🐢'.repeat(257)] }), /tag 0 is longer than 1024 bytes/],
+        ['tag with NUL among many tags', (db) => db.append({ type: 'T', tags: [...range(1, 20).map((n) => `t${n}`), 'a\0'] }), /tag 20 must not contain a NUL/],
+        ['id too long', (db) => db.append({ type: 'T', id: 'i'.repeat(257) }), /id is longer than 256 bytes/],
         ['missing type in the second event', (db) => db.append([{ type: 'Fine' }, {} as EventInput]), /event 1: type/],
         ['non-array tags', (db) => db.append({ type: 'T', tags: 'tag' as unknown as string[] }), /tags must be an array/],
         ['non-string tag', (db) => db.append({ type: 'T', tags: ['ok', 3 as unknown as string] }), /tag 1 must be a non-empty string/],
@@ -514,6 +520,7 @@ export function describeStoreSuite(name: string, makeOptions: () => OptionsFor):
         ['non-string stream id', (db) => db.appendStream(42 as unknown as string, { type: 'T' }), /stream id must be a non-empty string/],
         ['empty stream id', (db) => db.appendStream('', { type: 'T' }), /stream id must be a non-empty string/],
         ['stream id with NUL', (db) => db.appendStream('a\0b', { type: 'T' }), /stream id must not contain a NUL/],
+        ['stream id with a lone surrogate', (db) => db.appendStream('s-\udfff', { type: 'T' }), /stream id is not well-formed UTF-16/],
         ['stream id too long', (db) => db.appendStream('s'.repeat(1025), { type: 'T' }), /stream id is longer than 1024 bytes/],
         ['negative expect', (db) => db.appendStream('s-1', { type: 'T' }, { expect: -1 }), /expect must be/],
         ['fractional expect', (db) => db.appendStream('s-1', { type: 'T' }, { expect: 1.5 }), /expect must be/],
@@ -555,6 +562,20 @@ export function describeStoreSuite(name: string, makeOptions: () => OptionsFor):
         expect(await db.read().toArray()).toHaveLength(1);
         // The store still works.
         expect(await db.append({ type: 'After' })).toEqual({ position: 2, count: 1 });
+      });
+
+      it('names at their UTF-8 size limit are accepted, and repeated tags are kept once, first occurrence first', async () => {
+        const db = await openStore();
+        const type = '🐢'.repeat(64); // 256 bytes of UTF-8
+        const stream = 'é'.repeat(512); // 1024 bytes
+        const fewTags = ['b', 'a', 'b', 'c', 'a'];
+        const manyTags = [...range(1, 30).map((n) => `t${n % 20}`), 'x'];
+        await db.appendStream(stream, [{ type, tags: fewTags }, { type: 'Many', tags: manyTags }]);
+        const events = await db.read({ stream }).toArray();
+        expect(events.map((event) => event.type)).toEqual([type, 'Many']);
+        expect(events[0]!.tags).toEqual(['b', 'a', 'c']);
+        expect(events[1]!.tags).toEqual([...range(1, 19).map((n) => `t${n}`), 't0', 'x']);
+        expect(await db.read({ tag: 't0' }).toArray()).toHaveLength(1);
       });
 
       it('invalid read, streamVersion, streams and rebuildIndexes arguments fail with FACT_INVALID_ARGUMENT', async () => {

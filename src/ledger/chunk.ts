@@ -5,7 +5,7 @@
 import { Encoder } from 'cbor-x';
 import { assert, FactError } from '../errors.js';
 import type { RecordedEvent } from '../types.js';
-import { readU64, utf8, utf8Decode, writeU64 } from './keys.js';
+import { readU64, utf8Decode, writeU64 } from './keys.js';
 
 export const CHUNK_FORMAT = 1;
 export const CHUNK_EVENTS_MAX = 256;
@@ -35,18 +35,35 @@ export function canonicalBytes(value: unknown): Uint8Array {
   return canonicalEncoder.encode(value);
 }
 
-export function encodeChunk(header: ChunkHeader, tuplesBytes: Uint8Array): Uint8Array {
-  const streamBytes = utf8(header.stream);
+/** Bytes of a chunk whose stream id is `streamBytes` (UTF-8) and whose tuples encode to `tuplesBytes`. */
+export function chunkSizeBytes(streamBytes: Uint8Array, tuplesBytes: Uint8Array): number {
+  return CHUNK_HEADER_FIXED_SIZE_BYTES + streamBytes.length + tuplesBytes.length;
+}
+
+/** Writes a chunk at `offset` of `target` (chunkSizeBytes long); `streamBytes` is utf8(header.stream). */
+export function writeChunk(target: Uint8Array, offset: number, header: ChunkHeader, streamBytes: Uint8Array, tuplesBytes: Uint8Array): void {
   assert(streamBytes.length <= 0xffff, 'stream id fits the chunk header');
-  const chunk = new Uint8Array(CHUNK_HEADER_FIXED_SIZE_BYTES + streamBytes.length + tuplesBytes.length);
-  chunk[0] = CHUNK_FORMAT;
-  writeU64(chunk, 1, header.timestamp);
-  writeU64(chunk, 9, header.firstStreamPosition);
-  chunk[17] = streamBytes.length >>> 8;
-  chunk[18] = streamBytes.length & 0xff;
-  chunk.set(streamBytes, CHUNK_HEADER_FIXED_SIZE_BYTES);
-  chunk.set(tuplesBytes, CHUNK_HEADER_FIXED_SIZE_BYTES + streamBytes.length);
-  return chunk;
+  target[offset] = CHUNK_FORMAT;
+  writeU64(target, offset + 1, header.timestamp);
+  writeU64(target, offset + 9, header.firstStreamPosition);
+  target[offset + 17] = streamBytes.length >>> 8;
+  target[offset + 18] = streamBytes.length & 0xff;
+  target.set(streamBytes, offset + CHUNK_HEADER_FIXED_SIZE_BYTES);
+  target.set(tuplesBytes, offset + CHUNK_HEADER_FIXED_SIZE_BYTES + streamBytes.length);
+}
+
+/** The event tuples of encodeTuples' bytes. */
+export function decodeTuples(tuplesBytes: Uint8Array, where: string): EventTuple[] {
+  let tuples: unknown;
+  try {
+    tuples = eventEncoder.decode(tuplesBytes);
+  } catch (cause) {
+    throw new FactError('FACT_CORRUPTION', `ledger chunk ${where} does not decode`, { cause, details: { chunk: where } });
+  }
+  if (!Array.isArray(tuples)) {
+    throw new FactError('FACT_CORRUPTION', `ledger chunk ${where} does not hold an event list`, { details: { chunk: where } });
+  }
+  return tuples as EventTuple[];
 }
 
 export interface DecodedChunk extends ChunkHeader {
@@ -59,20 +76,12 @@ export function decodeChunk(chunk: Uint8Array, where: string): DecodedChunk {
   }
   const streamLength = (chunk[17]! << 8) | chunk[18]!;
   const tuplesOffset = CHUNK_HEADER_FIXED_SIZE_BYTES + streamLength;
-  let tuples: unknown;
-  try {
-    tuples = eventEncoder.decode(chunk.subarray(tuplesOffset));
-  } catch (cause) {
-    throw new FactError('FACT_CORRUPTION', `ledger chunk ${where} does not decode`, { cause, details: { chunk: where } });
-  }
-  if (!Array.isArray(tuples)) {
-    throw new FactError('FACT_CORRUPTION', `ledger chunk ${where} does not hold an event list`, { details: { chunk: where } });
-  }
+  const tuples = decodeTuples(chunk.subarray(tuplesOffset), where);
   return {
     timestamp: readU64(chunk, 1),
     firstStreamPosition: readU64(chunk, 9),
     stream: utf8Decode(chunk.subarray(CHUNK_HEADER_FIXED_SIZE_BYTES, tuplesOffset)),
-    tuples: tuples as EventTuple[],
+    tuples,
   };
 }
 

@@ -4,24 +4,39 @@
  * exactly the values stored under the ledger keys, so applying copies bytes.
  */
 import { FactError } from '../errors.js';
+import { chunkSizeBytes, writeChunk, type ChunkHeader } from './chunk.js';
 import { readU64, writeU64 } from './keys.js';
 
 export const WAL_RECORD_COMMIT = 1;
 
-export function encodeCommit(firstPosition: number, chunks: readonly Uint8Array[]): Uint8Array {
+export interface CommitChunk {
+  header: ChunkHeader;
+  /** utf8(header.stream) */
+  streamBytes: Uint8Array;
+  tuplesBytes: Uint8Array;
+}
+
+/**
+ * The commit record of chunks not yet encoded, and each chunk's bytes as a view into it: the
+ * values the ledger stores, with no copy of their own.
+ */
+export function encodeCommitChunks(firstPosition: number, chunks: readonly CommitChunk[]): { payload: Uint8Array; chunkBytes: Uint8Array[] } {
   let size = 12;
-  for (const chunk of chunks) size += 4 + chunk.length;
-  const bytes = new Uint8Array(size);
-  const view = new DataView(bytes.buffer);
-  writeU64(bytes, 0, firstPosition);
+  for (const chunk of chunks) size += 4 + chunkSizeBytes(chunk.streamBytes, chunk.tuplesBytes);
+  const payload = new Uint8Array(size);
+  const view = new DataView(payload.buffer);
+  writeU64(payload, 0, firstPosition);
   view.setUint32(8, chunks.length);
+  const chunkBytes: Uint8Array[] = [];
   let offset = 12;
   for (const chunk of chunks) {
-    view.setUint32(offset, chunk.length);
-    bytes.set(chunk, offset + 4);
-    offset += 4 + chunk.length;
+    const length = chunkSizeBytes(chunk.streamBytes, chunk.tuplesBytes);
+    view.setUint32(offset, length);
+    writeChunk(payload, offset + 4, chunk.header, chunk.streamBytes, chunk.tuplesBytes);
+    chunkBytes.push(payload.subarray(offset + 4, offset + 4 + length));
+    offset += 4 + length;
   }
-  return bytes;
+  return { payload, chunkBytes };
 }
 
 export function decodeCommit(bytes: Uint8Array, lsn: number): { firstPosition: number; chunks: Uint8Array[] } {

@@ -22,10 +22,10 @@ import type { FileSystem } from '../wal/file-system.js';
 import { joinPath } from '../wal/file-system.js';
 import { NodeFileSystem } from '../wal/node-file-system.js';
 import { Wal, type WalOptions } from '../wal/wal.js';
-import { canonicalBytes, decodeChunk, encodeChunk, type DecodedChunk, type EventTuple } from './chunk.js';
+import { canonicalBytes, decodeChunk, decodeTuples, type DecodedChunk, type EventTuple } from './chunk.js';
 import { indexPrefix, indexRange, KeySpace, ledgerKey, metaKey, nameKey, prefixBounds, readU64, spaceRange, u64, u64Pair, utf8, utf8Decode } from './keys.js';
 import { batchFactory, ByteArena, VIEW, type BatchFactory, type LevelDatabase } from './level.js';
-import { decodeCommit, encodeCommit, WAL_RECORD_COMMIT } from './commit-record.js';
+import { decodeCommit, encodeCommitChunks, WAL_RECORD_COMMIT } from './commit-record.js';
 import { UnappliedTail, type TailChunk, type TailSnapshot, type TailSource } from './tail.js';
 import {
   checkExpectation,
@@ -101,17 +101,46 @@ interface AppendRequest {
   reject: (error: Error) => void;
 }
 
+/** A chunk of a planned append: its bytes are written into the group's commit record (CommitChunk). */
+interface PlannedChunk {
+  firstPosition: number;
+  /** The header, and the tuples as the ledger holds them. */
+  header: DecodedChunk;
+  streamBytes: Uint8Array;
+  tuplesBytes: Uint8Array;
+}
+
 interface PlannedAppend {
   request: AppendRequest;
   firstPosition: number;
   firstStreamPosition: number;
-  chunks: { firstPosition: number; bytes: Uint8Array; decoded: DecodedChunk }[];
+  chunks: PlannedChunk[];
+}
+
+/** A planned group whose commit record the WAL is writing. */
+interface LoggedGroup {
+  planned: PlannedAppend[];
+  payload: Uint8Array;
+  /** Per planned chunk in order, its bytes in the ledger: views into `payload`. */
+  chunkBytes: Uint8Array[];
+  /** Resolves with the record's LSN once durable. */
+  logged: Promise<number>;
 }
 
 interface CheckedCondition {
   query: Query;
   after: number;
 }
+
+/** Stored state a group's checks read (see #readForPlan). */
+interface PlanReads {
+  /** Positions and stored events of the caller-chosen ids that exist. */
+  existingIds: { positions: ReadonlyMap<string, number>; events: ReadonlyMap<number, RecordedEvent> };
+  /** Per request, the newest committed position matching its condition (0: none); null without conditions. */
+  committedConflicts: number[] | null;
+}
+
+const NOTHING_READ: PlanReads = { existingIds: { positions: new Map(), events: new Map() }, committedConflicts: null };
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 const metaEncoder = new Encoder({ useRecords: false });
@@ -602,14 +631,14 @@ export class FactStore implements AsyncDisposable {
 
   async #commitGroup(group: AppendRequest[]): Promise<void> {
     this.#planning = true;
-    let issued: { planned: PlannedAppend[]; payload: Uint8Array; logged: Promise<number> } | null;
+    let issued: LoggedGroup | null;
     try {
       issued = await this.#planAndLog(group);
     } finally {
       this.#endPlanning();
     }
     if (issued === null) return;
-    const { planned, payload } = issued;
+    const { planned, payload, chunkBytes } = issued;
     let lsn: number;
     try {
       lsn = await issued.logged;
@@ -625,7 +654,7 @@ export class FactStore implements AsyncDisposable {
     // Durable: visible to reads from now on (through the tail), applied to LevelDB in the background.
     const published: TailChunk[] = [];
     for (const append of planned) {
-      for (const chunk of append.chunks) published.push({ firstPosition: chunk.firstPosition, bytes: chunk.bytes, planned: chunk.decoded, lsn });
+      for (const chunk of append.chunks) published.push({ firstPosition: chunk.firstPosition, bytes: chunkBytes[published.length]!, planned: chunk.header, lsn });
     }
     this.#tail.add(published);
     const last = this.#nextPosition - 1;
@@ -647,10 +676,11 @@ export class FactStore implements AsyncDisposable {
   }
 
   /** Plans the group and hands its WAL record to the WAL; null when nothing is left to write. */
-  async #planAndLog(group: AppendRequest[]): Promise<{ planned: PlannedAppend[]; payload: Uint8Array; logged: Promise<number> } | null> {
+  async #planAndLog(group: AppendRequest[]): Promise<LoggedGroup | null> {
     let planned: PlannedAppend[];
     try {
-      planned = await this.#plan(group);
+      const reads = this.#readForPlan(group);
+      planned = this.#plan(group, reads instanceof Promise ? await reads : reads);
     } catch (error) {
       // Reading state failed: nothing was written, so only this group fails.
       for (const request of group) request.reject(isFactError(error) ? error : ioError('plan', this.path, error));
@@ -658,31 +688,59 @@ export class FactStore implements AsyncDisposable {
       return null;
     }
     if (planned.length === 0) return null;
-    const chunks = planned.flatMap((append) => append.chunks.map((chunk) => chunk.bytes));
-    const payload = encodeCommit(planned[0]!.firstPosition, chunks);
-    return { planned, payload, logged: this.#wal.append(payload, { type: WAL_RECORD_COMMIT }) };
+    const { payload, chunkBytes } = encodeCommitChunks(planned[0]!.firstPosition, planned.length === 1 ? planned[0]!.chunks : planned.flatMap((append) => append.chunks));
+    return { planned, payload, chunkBytes, logged: this.#wal.append(payload, { type: WAL_RECORD_COMMIT }) };
+  }
+
+  /**
+   * Reads what the group's checks need that memory does not hold: indexes for conditions on data
+   * fields, stream versions not cached, stored events of caller-chosen ids, condition matches.
+   * Most groups need none of it, and then nothing here awaits (an await costs microseconds, a
+   * tenth of a lone writer's append besides its fdatasync).
+   */
+  #readForPlan(group: AppendRequest[]): Promise<PlanReads> | PlanReads {
+    let dataFields: string[] | null = null;
+    let streamsMissing = false;
+    let callerIds = false;
+    let conditions = false;
+    for (const request of group) {
+      if (request.condition) {
+        conditions = true;
+        for (const field of request.condition.query.dataFields) if (!this.#dataFields.includes(field)) (dataFields ??= []).push(field);
+      }
+      if (request.stream !== '' && !this.#streamVersions.has(request.stream)) streamsMissing = true;
+      if (request.events.callerIds) callerIds = true;
+    }
+    if (dataFields === null && !streamsMissing && !callerIds && !conditions) return NOTHING_READ;
+    return (async () => {
+      if (dataFields !== null) await this.#buildMissingDataIndexes(dataFields);
+      if (streamsMissing) await this.#loadStreamVersions(group);
+      const existingIds = callerIds ? await this.#lookUpIds(group) : NOTHING_READ.existingIds;
+      // Committed conflicts: LevelDB and the unapplied tail hold every committed event.
+      const committedConflicts = conditions
+        ? await Promise.all(group.map((request) => (request.condition ? this.#latestMatch(request.condition.query, request.condition.after) : Promise.resolve(0))))
+        : null;
+      return { existingIds, committedConflicts };
+    })();
   }
 
   /** Expectation and id checks in call order, each seeing the committed state and the group's earlier appends. */
-  async #plan(group: AppendRequest[]): Promise<PlannedAppend[]> {
-    await this.#buildMissingDataIndexes(group.flatMap((request) => request.condition?.query.dataFields ?? []));
-    await this.#loadStreamVersions(group);
-    const existingIds = await this.#lookUpIds(group);
-    // Committed conflicts: every earlier group is applied, so LevelDB holds every committed event.
-    const committedConflicts = await Promise.all(
-      group.map((request) => (request.condition ? this.#latestMatch(request.condition.query, request.condition.after) : Promise.resolve(0))),
-    );
+  #plan(group: AppendRequest[], reads: PlanReads): PlannedAppend[] {
+    const { existingIds, committedConflicts } = reads;
     const groupIds = new Set<string>();
     const planned: PlannedAppend[] = [];
-    for (const [requestIndex, request] of group.entries()) {
+    for (let requestIndex = 0; requestIndex < group.length; requestIndex++) {
+      const request = group[requestIndex]!;
       const { events } = request;
-      const existing = events.ids.map((id) => existingIds.positions.get(id));
-      const existingCount = existing.filter((position) => position !== undefined).length;
-      if (existingCount > 0) {
-        this.#settleRetry(request, existing, existingIds.events);
-        continue;
+      if (existingIds.positions.size > 0) {
+        const existing = events.ids.map((id) => existingIds.positions.get(id));
+        if (existing.some((position) => position !== undefined)) {
+          this.#settleRetry(request, existing, existingIds.events);
+          continue;
+        }
       }
-      const duplicate = events.ids.find((id) => groupIds.has(id));
+      // Generated UUIDs collide with nothing: only caller-chosen ids can repeat within a group.
+      const duplicate = events.callerIds ? events.ids.find((id) => groupIds.has(id)) : undefined;
       if (duplicate !== undefined) {
         request.reject(
           new FactError('FACT_DUPLICATE_EVENT_ID', `${request.method}: event id ${duplicate} is already being appended by a concurrent append`, {
@@ -693,7 +751,7 @@ export class FactStore implements AsyncDisposable {
       }
       if (request.condition) {
         // Conflicts among the earlier appends of this group, checked in memory.
-        const conflict = Math.max(committedConflicts[requestIndex]!, latestPlannedMatch(planned, request.condition));
+        const conflict = Math.max(committedConflicts?.[requestIndex] ?? 0, latestPlannedMatch(planned, request.condition));
         if (conflict > 0) {
           request.reject(
             new FactError(
@@ -720,19 +778,19 @@ export class FactStore implements AsyncDisposable {
         firstStreamPosition = version + 1;
         this.#streamVersions.set(request.stream, version + events.count);
       }
-      for (const id of events.ids) groupIds.add(id);
+      if (events.callerIds) for (const id of events.ids) groupIds.add(id);
       const firstPosition = this.#nextPosition;
       this.#nextPosition += events.count;
-      const chunks: PlannedAppend['chunks'] = [];
+      const chunks: PlannedChunk[] = [];
+      const streamBytes = utf8(request.stream);
       let chunkFirst = firstPosition;
       let chunkStreamPosition = firstStreamPosition;
       for (const chunk of events.chunks) {
-        const header = { timestamp: request.timestamp, stream: request.stream, firstStreamPosition: request.stream === '' ? 0 : chunkStreamPosition };
-        const bytes = encodeChunk(header, chunk.tuplesBytes);
         // Data indexes and condition checks must see what the ledger holds (the bytes encoded when
         // append was called), not the caller's objects: changed since, or not round-tripping.
-        const tuples = this.#dataFields.length > 0 ? decodeChunk(bytes, `planned at position ${chunkFirst}`).tuples : chunk.tuples;
-        chunks.push({ firstPosition: chunkFirst, bytes, decoded: { ...header, tuples } });
+        const tuples = this.#dataFields.length > 0 ? decodeTuples(chunk.tuplesBytes, `planned at position ${chunkFirst}`) : chunk.tuples;
+        const header = { timestamp: request.timestamp, stream: request.stream, firstStreamPosition: request.stream === '' ? 0 : chunkStreamPosition, tuples };
+        chunks.push({ firstPosition: chunkFirst, header, streamBytes, tuplesBytes: chunk.tuplesBytes });
         chunkFirst += chunk.tuples.length;
         chunkStreamPosition += chunk.tuples.length;
       }
@@ -788,7 +846,7 @@ export class FactStore implements AsyncDisposable {
   }
 
   /** Some ids already exist: an identical retry returns the original result, anything else fails. */
-  #settleRetry(request: AppendRequest, existing: (number | undefined)[], storedEvents: Map<number, RecordedEvent>): void {
+  #settleRetry(request: AppendRequest, existing: (number | undefined)[], storedEvents: ReadonlyMap<number, RecordedEvent>): void {
     const { events } = request;
     const stored = existing.map((position) => (position === undefined ? undefined : storedEvents.get(position)));
     const tuples = events.chunks.flatMap((chunk) => chunk.tuples);
@@ -1084,7 +1142,7 @@ function latestPlannedMatch(planned: readonly PlannedAppend[], condition: Checke
   let latest = 0;
   for (const append of planned) {
     for (const chunk of append.chunks) {
-      chunk.decoded.tuples.forEach(([, type, data, , tags], index) => {
+      chunk.header.tuples.forEach(([, type, data, , tags], index) => {
         const position = chunk.firstPosition + index;
         if (position > condition.after && position > latest && matchesQuery(condition.query, { type, tags, data })) latest = position;
       });

@@ -3,7 +3,6 @@ import { randomUUID } from 'node:crypto';
 import { FactError } from '../errors.js';
 import type { EventInput, ReadOptions, StreamExpectation } from '../types.js';
 import { CHUNK_EVENTS_MAX, encodeTuples, type EventTuple } from './chunk.js';
-import { utf8 } from './keys.js';
 
 export const EVENT_TYPE_SIZE_BYTES_MAX = 256;
 export const TAG_SIZE_BYTES_MAX = 1024;
@@ -11,23 +10,57 @@ export const STREAM_ID_SIZE_BYTES_MAX = 1024;
 export const EVENT_ID_SIZE_BYTES_MAX = 256;
 export const APPEND_EVENTS_MAX = 100_000;
 
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
 export function invalid(message: string, details: Record<string, unknown> = {}, cause?: unknown): FactError {
   return new FactError('FACT_INVALID_ARGUMENT', message, { details, cause });
+}
+
+const NAME_HAS_NUL = -1;
+const NAME_HAS_LONE_SURROGATE = -2;
+
+/** The UTF-8 size of `value`, or NAME_HAS_NUL / NAME_HAS_LONE_SURROGATE: one pass, no allocation. */
+function nameSizeBytes(value: string): number {
+  let size = 0;
+  for (let index = 0; index < value.length; index++) {
+    const code = value.charCodeAt(index);
+    if (code < 0x80) {
+      if (code === 0) return NAME_HAS_NUL;
+      size += 1;
+    } else if (code < 0x800) {
+      size += 2;
+    } else if (code >= 0xd800 && code <= 0xdbff) {
+      const next = value.charCodeAt(index + 1); // NaN past the end
+      if (!(next >= 0xdc00 && next <= 0xdfff)) return NAME_HAS_LONE_SURROGATE;
+      size += 4;
+      index++;
+    } else if (code >= 0xdc00 && code <= 0xdfff) {
+      return NAME_HAS_LONE_SURROGATE;
+    } else {
+      size += 3;
+    }
+  }
+  return size;
+}
+
+/** Whether checkName accepts `value`: the hot path checks this and builds no message. */
+export function isValidName(value: unknown, maxBytes: number): value is string {
+  if (typeof value !== 'string' || value.length === 0) return false;
+  const size = nameSizeBytes(value);
+  return size >= 0 && size <= maxBytes;
 }
 
 /** A name used in keys: non-empty string, no NUL (it separates key parts), bounded UTF-8 size. */
 export function checkName(value: unknown, what: string, maxBytes: number): string {
   if (typeof value !== 'string' || value.length === 0) throw invalid(`${what} must be a non-empty string, got ${describe(value)}`);
-  if (value.includes('\0')) throw invalid(`${what} must not contain a NUL character`);
+  const size = nameSizeBytes(value);
+  if (size === NAME_HAS_NUL) throw invalid(`${what} must not contain a NUL character`);
   // Keys are UTF-8: a lone surrogate would be stored as U+FFFD and no longer match itself.
-  if (LONE_SURROGATE.test(value)) throw invalid(`${what} is not well-formed UTF-16 (it has a lone surrogate)`);
-  if (utf8(value).length > maxBytes) throw invalid(`${what} is longer than ${maxBytes} bytes of UTF-8`);
+  if (size === NAME_HAS_LONE_SURROGATE) throw invalid(`${what} is not well-formed UTF-16 (it has a lone surrogate)`);
+  if (size > maxBytes) throw invalid(`${what} is longer than ${maxBytes} bytes of UTF-8`);
   return value;
 }
 
 export function checkStreamId(value: unknown, method: string): string {
+  if (isValidName(value, STREAM_ID_SIZE_BYTES_MAX)) return value;
   return checkName(value, `${method}: stream id`, STREAM_ID_SIZE_BYTES_MAX);
 }
 
@@ -55,35 +88,36 @@ export function prepareEvents(input: unknown, method: string): PreparedEvents {
   const ids: string[] = [];
   const seenIds = new Set<string>();
   let callerIdCount = 0;
-  for (const [index, raw] of events.entries()) {
-    const where = `${method}: event ${index}`;
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalid(`${where} must be an object, got ${describe(raw)}`);
+  for (let index = 0; index < events.length; index++) {
+    const raw = events[index];
+    // Messages are built only on failure: a template string per event and field costs more than the checks.
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalid(`${method}: event ${index} must be an object, got ${describe(raw)}`);
     const event = raw as EventInput;
-    const type = checkName(event.type, `${where}: type`, EVENT_TYPE_SIZE_BYTES_MAX);
-    let tags: string[] = [];
-    if (event.tags !== undefined) {
-      if (!Array.isArray(event.tags)) throw invalid(`${where}: tags must be an array of strings, got ${describe(event.tags)}`);
-      tags = [...new Set(event.tags.map((tag, tagIndex) => checkName(tag, `${where}: tag ${tagIndex}`, TAG_SIZE_BYTES_MAX)))];
-    }
+    const type = event.type;
+    if (!isValidName(type, EVENT_TYPE_SIZE_BYTES_MAX)) throw invalidName(type, `${method}: event ${index}: type`, EVENT_TYPE_SIZE_BYTES_MAX);
+    const tags = event.tags === undefined ? [] : uniqueTags(event.tags, method, index);
     const metadata = event.metadata ?? {};
     if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
-      throw invalid(`${where}: metadata must be an object, got ${describe(metadata)}`);
+      throw invalid(`${method}: event ${index}: metadata must be an object, got ${describe(metadata)}`);
     }
     let id: string;
     if (event.id === undefined) {
       id = randomUUID();
     } else {
-      id = checkName(event.id, `${where}: id`, EVENT_ID_SIZE_BYTES_MAX);
+      if (!isValidName(event.id, EVENT_ID_SIZE_BYTES_MAX)) throw invalidName(event.id, `${method}: event ${index}: id`, EVENT_ID_SIZE_BYTES_MAX);
+      id = event.id;
       callerIdCount++;
     }
-    if (seenIds.has(id)) throw new FactError('FACT_DUPLICATE_EVENT_ID', `${where}: id ${id} appears twice in one append`, { details: { id } });
-    seenIds.add(id);
+    if (events.length > 1) {
+      if (seenIds.has(id)) throw new FactError('FACT_DUPLICATE_EVENT_ID', `${method}: event ${index}: id ${id} appears twice in one append`, { details: { id } });
+      seenIds.add(id);
+    }
     ids.push(id);
     tuples.push([id, type, event.data === undefined ? null : event.data, metadata, tags]);
   }
   const chunks: PreparedEvents['chunks'] = [];
   for (let start = 0; start < tuples.length; start += CHUNK_EVENTS_MAX) {
-    const slice = tuples.slice(start, start + CHUNK_EVENTS_MAX);
+    const slice = tuples.length <= CHUNK_EVENTS_MAX ? tuples : tuples.slice(start, start + CHUNK_EVENTS_MAX);
     let tuplesBytes: Uint8Array;
     try {
       tuplesBytes = encodeTuples(slice);
@@ -93,6 +127,34 @@ export function prepareEvents(input: unknown, method: string): PreparedEvents {
     chunks.push({ tuples: slice, tuplesBytes });
   }
   return { chunks, ids, callerIds: callerIdCount > 0, count: tuples.length };
+}
+
+/** The error checkName throws for a value isValidName refused. */
+function invalidName(value: unknown, what: string, maxBytes: number): FactError {
+  try {
+    checkName(value, what, maxBytes);
+  } catch (error) {
+    return error as FactError;
+  }
+  throw new FactError('FACT_ASSERTION', `${what}: isValidName and checkName disagree`);
+}
+
+/** Tags of an event below which duplicates are found by scanning instead of with a Set. */
+const TAG_SCAN_DEDUPE_MAX = 16;
+
+/** The event's tags, checked, duplicates dropped (first occurrence kept). */
+function uniqueTags(input: unknown, method: string, index: number): string[] {
+  if (!Array.isArray(input)) throw invalid(`${method}: event ${index}: tags must be an array of strings, got ${describe(input)}`);
+  const tags: string[] = [];
+  const seen = input.length > TAG_SCAN_DEDUPE_MAX ? new Set<string>() : null;
+  for (let tagIndex = 0; tagIndex < input.length; tagIndex++) {
+    const tag: unknown = input[tagIndex];
+    if (!isValidName(tag, TAG_SIZE_BYTES_MAX)) throw invalidName(tag, `${method}: event ${index}: tag ${tagIndex}`, TAG_SIZE_BYTES_MAX);
+    if (seen === null ? tags.includes(tag) : seen.has(tag)) continue;
+    seen?.add(tag);
+    tags.push(tag);
+  }
+  return tags;
 }
 
 export function checkExpectation(value: unknown, method: string): StreamExpectation {
