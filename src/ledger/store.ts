@@ -916,11 +916,12 @@ export class FactStore implements AsyncDisposable {
 
   /**
    * Applies the tail to LevelDB, everything waiting in one batch, again while a full batch waits
-   * (less goes after the delay). A failure loses nothing (the WAL holds every chunk, recovery
+   * (less goes after the delay) and the writer is not planning a group (the next batch is then
+   * built during its WAL sync). A failure loses nothing (the WAL holds every chunk, recovery
    * applies them) but stops all appends.
    */
   async #applyTail(): Promise<void> {
-    for (let first = true; first || this.#tail.events >= APPLY_BATCH_EVENTS; first = false) {
+    for (let first = true; first || (this.#tail.events >= APPLY_BATCH_EVENTS && !this.#planning); first = false) {
       if (this.#failure) return;
       const chunks = this.#tail.chunks;
       const batch = this.#newBatch();
