@@ -13,14 +13,16 @@ import { SimFileSystem } from '../src/wal/sim-file-system.js';
 import { hex, newMemoryLevel } from './support/backends.js';
 
 const doc = readFileSync(fileURLToPath(new URL('../docs/storage-format.md', import.meta.url)), 'utf8');
-const example = /### Worked example[\s\S]*?```\n([\s\S]*?)```/.exec(doc)![1]!;
+const example = /### Worked example[\s\S]*?\n```\n(L [\s\S]*?)```/.exec(doc)![1]!;
 
-function bytesOf(words: string[], id: string): Buffer {
+function bytesOf(words: string[], ids: readonly string[]): Buffer {
   return Buffer.concat(
     words.map((word) => {
       if (word === '·') return Buffer.of(0);
       if (/^[0-9a-f]{16}$/.test(word)) return Buffer.from(word, 'hex');
-      if (word === '<id>') return Buffer.from(id);
+      if (/^#[0-9a-f]{2}$/.test(word)) return Buffer.from(word.slice(1), 'hex');
+      const id = /^<id(\d+)>$/.exec(word);
+      if (id) return Buffer.from(ids[Number(id[1]) - 1]!);
       return Buffer.from(word);
     }),
   );
@@ -30,8 +32,13 @@ describe('docs/storage-format.md', () => {
   it('the worked example lists exactly the keys and values the store writes', async () => {
     const level = newMemoryLevel();
     const db = await FactStore.open('/db', { fs: new SimFileSystem(), level });
-    await db.appendStream('course-c1', [{ type: 'CourseDefined', tags: ['course:c1'] }]);
-    const [event] = await db.read().toArray();
+    await db.appendStream('course-c1', [
+      { type: 'CourseDefined', tags: ['course:c1'] },
+      { type: 'SeatsAdded', tags: ['course:c1'] },
+      { type: 'SeatsAdded', tags: ['course:c1'] },
+    ]);
+    const events = await db.read().toArray();
+    const ids = events.map((event) => event.id);
     await db.close();
 
     const stored = new Map<string, Buffer>();
@@ -43,17 +50,21 @@ describe('docs/storage-format.md', () => {
     for (const line of lines) {
       const [keyText, valueText] = line.split('→').map((part) => part.trim()) as [string, string];
       const [space, ...rest] = keyText.split(/\s+/);
-      const key = Buffer.concat([Buffer.from(space!), bytesOf(rest, event!.id)]);
+      const key = Buffer.concat([Buffer.from(space!), bytesOf(rest, ids)]);
       const actual = stored.get(hex(key));
       expect(actual, `key of "${line}"`).toBeDefined();
       if (valueText.startsWith('chunk:')) {
         // The chunk's CBOR part is not spelled out: check its header and decoded content.
         const chunk = decodeChunk(actual!, 'example');
         expect(actual![0]).toBe(1);
-        expect({ timestamp: chunk.timestamp, stream: chunk.stream, first: chunk.firstStreamPosition }).toEqual({ timestamp: event!.timestamp, stream: 'course-c1', first: 1 });
-        expect(chunk.tuples).toEqual([[event!.id, 'CourseDefined', null, {}, ['course:c1']]]);
+        expect({ timestamp: chunk.timestamp, stream: chunk.stream, first: chunk.firstStreamPosition }).toEqual({ timestamp: events[0]!.timestamp, stream: 'course-c1', first: 1 });
+        expect(chunk.tuples).toEqual([
+          [ids[0], 'CourseDefined', null, {}, ['course:c1']],
+          [ids[1], 'SeatsAdded', null, {}, ['course:c1']],
+          [ids[2], 'SeatsAdded', null, {}, ['course:c1']],
+        ]);
       } else {
-        const expected = valueText === '(empty)' ? Buffer.alloc(0) : bytesOf(valueText.split(/\s+/), event!.id);
+        const expected = valueText === '(empty)' ? Buffer.alloc(0) : bytesOf(valueText.split(/\s+/), ids);
         expect(hex(actual!), `value of "${line}"`).toBe(hex(expected));
       }
     }

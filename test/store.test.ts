@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import type { MemoryLevel } from 'memory-level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FactStore, SimFileSystem } from '../src/index.js';
-import type { EventInput, FactError, FactStoreOptions, LevelDatabase, StreamAppendResult } from '../src/index.js';
+import { FactStore, Query, SimFileSystem } from '../src/index.js';
+import type { EventInput, FactError, FactStoreOptions, LevelDatabase, RecordedEvent, StreamAppendResult } from '../src/index.js';
 import { INDEX_KEY_SPACES, KeySpace, indexKey, ledgerKey, metaKey, nameKey, readU64, spaceRange, u64, u64Pair, utf8 } from '../src/ledger/keys.js';
 import { VIEW } from '../src/ledger/level.js';
 import { classicBackend, expectFactError, hex, memoryBackend, newMemoryLevel, positionsOf, type OptionsFor } from './support/backends.js';
@@ -826,6 +826,60 @@ export function describeStoreSuite(name: string, makeOptions: () => OptionsFor):
         expect((await db.read({ type: 'Streamed' }, { from: 556, limit: 2 }).toArray()).map((event) => event.streamPosition)).toEqual([256, 257]);
       });
 
+      it('type, category, tag and stream reads from every kind of position, both directions, equal a filtered read of the ledger', async () => {
+        const path = dbPath();
+        let db = await openStore(path);
+        // Chunks of one to 300 events (a 300-event append is split), types interleaved within a
+        // chunk, two streams of one category, and plain appends in between.
+        const kinds = ['A', 'B', 'C'];
+        const batch = (size: number, seed: number) => range(1, size).map((n) => ({ type: kinds[(n * seed) % 3]!, data: { k: n % 4 }, tags: n % 5 === 0 ? ['five'] : [] }));
+        for (const [index, size] of [1, 3, 300, 2, 40, 1, 257, 7].entries()) {
+          if (index % 3 === 2) await db.append(batch(size, index + 1));
+          else await db.appendStream(`cat-${index % 2}`, batch(size, index + 2));
+        }
+        await db.close();
+        db = await openStore(path); // everything read from LevelDB
+        const all = await db.read().toArray();
+        const head = all.length;
+        const sources = [
+          { source: { type: 'A' }, matches: (event: RecordedEvent) => event.type === 'A' },
+          { source: { type: 'C' }, matches: (event: RecordedEvent) => event.type === 'C' },
+          { source: { category: 'cat' }, matches: (event: RecordedEvent) => event.stream !== undefined },
+          { source: { tag: 'five' }, matches: (event: RecordedEvent) => event.tags.includes('five') },
+        ] as const;
+        const froms = [0, 1, 2, 4, 5, 6, 100, 255, 256, 257, 258, 300, 303, 304, 305, 306, 345, 346, 347, 500, 560, 603, 604, 605, head, head + 300];
+        for (const { source, matches } of sources) {
+          for (const from of froms) {
+            for (const limit of [undefined, 1, 3]) {
+              const forward = all.filter((event) => matches(event) && event.position >= from).map((event) => event.position);
+              const backward = all.filter((event) => matches(event) && event.position <= from).map((event) => event.position).reverse();
+              const cut = (positions: number[]) => (limit === undefined ? positions : positions.slice(0, limit));
+              const where = `${JSON.stringify(source)} from ${from} limit ${limit}`;
+              expect(positionsOf(await db.read(source, { from, limit }).toArray()), where).toEqual(cut(forward));
+              expect(positionsOf(await db.read(source, { from, limit, direction: 'backward' }).toArray()), where).toEqual(cut(backward));
+            }
+          }
+        }
+        for (const stream of ['cat-0', 'cat-1']) {
+          const events = all.filter((event) => event.stream === stream);
+          for (const from of [0, 1, 2, 3, 4, 5, 256, 257, 258, 300, 301, 302, 303, 304, events.length, events.length + 1]) {
+            const forward = events.filter((event) => event.streamPosition! >= from).map((event) => event.position);
+            const backward = events.filter((event) => event.streamPosition! <= from).map((event) => event.position).reverse();
+            expect(positionsOf(await db.read({ stream }, { from }).toArray()), `${stream} from ${from}`).toEqual(forward);
+            expect(positionsOf(await db.read({ stream }, { from, direction: 'backward' }).toArray()), `${stream} from ${from} backward`).toEqual(backward);
+            expect(positionsOf(await db.read({ stream }, { from, direction: 'backward', limit: 2 }).toArray())).toEqual(backward.slice(0, 2));
+          }
+        }
+        // A query intersecting types with a data field seeks its type cursors into postings, both ways.
+        for (const from of froms) {
+          const matches = (event: RecordedEvent) => event.type !== 'A' && (event.data as { k: number }).k === 1;
+          const query = Query.items({ types: ['B', 'C'], data: { k: 1 } });
+          const expected = all.filter(matches).map((event) => event.position);
+          expect(positionsOf(await db.read({ query }, { from }).toArray())).toEqual(expected.filter((position) => position >= from));
+          expect(positionsOf(await db.read({ query }, { from, direction: 'backward' }).toArray())).toEqual(expected.filter((position) => position <= from).reverse());
+        }
+      });
+
       it('iterating a large read streams every event in order', async () => {
         const db = await openStore();
         await seedBig(db);
@@ -983,7 +1037,8 @@ export function describeStoreSuite(name: string, makeOptions: () => OptionsFor):
         expect(head).toBe(8 + BIG_EVENTS + 300);
         await db.close();
         const incremental = await withLevel(db.path, dumpIndexes);
-        expect(incremental.length).toBeGreaterThan(head * 3);
+        // An id entry per event, tag entries, and type, category and stream postings.
+        expect(incremental.length).toBeGreaterThan(head * 2);
         db = await openStore(db.path);
         const progress: { events: number; total: number }[] = [];
         expect(await db.rebuildIndexes({ onProgress: (step) => progress.push(step) })).toEqual({ events: head });
@@ -1213,6 +1268,39 @@ describe('FactStore recovery (memory-level + SimFileSystem)', () => {
     const reopened = await open(fs, level);
     expect(await reopened.head()).toBe(304);
     await reopened.close();
+  });
+
+  it('a format-1 database (a type, category and stream entry per event) gets its indexes rebuilt on open', async () => {
+    const fs = new SimFileSystem();
+    const level = newMemoryLevel();
+    const db = await open(fs, level);
+    await appendMixed(db, 'a');
+    await appendMixed(db, 'b');
+    const before = {
+      bulk: await db.read({ type: 'Bulk' }, { direction: 'backward', limit: 5 }).toArray(),
+      orders: await db.read({ category: 'order' }).toArray(),
+      stream: await db.read({ stream: 'order-b' }, { from: 2 }).toArray(),
+    };
+    await db.close();
+    const expected = await dumpIndexes(level);
+    // What a format-1 build left: no postings, one entry per event.
+    for (const space of [KeySpace.type, KeySpace.category, KeySpace.stream]) await level.clear({ keyEncoding: 'view', ...spaceRange(space) });
+    for (const event of before.orders) {
+      await level.put<Uint8Array, Uint8Array>(indexKey(KeySpace.type, utf8(event.type), event.position), u64(event.position), VIEW);
+      await level.put<Uint8Array, Uint8Array>(indexKey(KeySpace.category, utf8('order'), event.position), u64(event.position), VIEW);
+      await level.put<Uint8Array, Uint8Array>(indexKey(KeySpace.stream, utf8(event.stream!), event.streamPosition!), u64Pair(event.position, event.position), VIEW);
+    }
+    await level.put<Uint8Array, Uint8Array>(metaKey('format'), u64(1), VIEW);
+
+    const reopened = await open(fs, level);
+    expect(await reopened.read({ type: 'Bulk' }, { direction: 'backward', limit: 5 }).toArray()).toEqual(before.bulk);
+    expect(await reopened.read({ category: 'order' }).toArray()).toEqual(before.orders);
+    expect(await reopened.read({ stream: 'order-b' }, { from: 2 }).toArray()).toEqual(before.stream);
+    expect((await reopened.verify()).ok).toBe(true);
+    await reopened.close();
+    expect(await dumpIndexes(level)).toEqual(expected);
+    expect(readU64((await level.get<Uint8Array, Uint8Array>(metaKey('format'), VIEW))!, 0)).toBe(2);
+    expect(await level.get<Uint8Array, Uint8Array>(metaKey('rebuilding'), VIEW)).toBeUndefined();
   });
 
   it('an unsupported storage format fails with FACT_CORRUPTION', async () => {

@@ -2,9 +2,9 @@
  * Index entries derived from one ledger chunk. The write path, rebuildIndexes() and verify()
  * all use this one function, so an incremental index equals a rebuilt one byte for byte.
  */
-import type { DecodedChunk } from '../ledger/chunk.js';
-import { streamCategory } from '../ledger/chunk.js';
-import { dataValuePrefix, freshBytes, indexKey, KeySpace, nameKey, pairKey, positionKey, u64, u64Pair, utf8, type Allocate } from '../ledger/keys.js';
+import { CHUNK_EVENTS_MAX, streamCategory, type DecodedChunk } from '../ledger/chunk.js';
+import { dataValuePrefix, freshBytes, indexKey, indexKeyNumber, KeySpace, nameKey, pairKey, positionKey, readU64, u64, u64Pair, utf8, writeU64, type Allocate } from '../ledger/keys.js';
+import type { IndexHit } from '../query/ledger-reader.js';
 import { dataFieldBytes } from '../query/query.js';
 
 export type PutEntry = (key: Uint8Array, value: Uint8Array) => void;
@@ -12,6 +12,12 @@ export type PutEntry = (key: Uint8Array, value: Uint8Array) => void;
 const EMPTY = new Uint8Array(0);
 
 /**
+ * Type and category entries are **postings**: one entry per chunk and name, keyed by the last
+ * position in the chunk with that name, whose value lists the chunk's offsets having it; stream
+ * entries are one per chunk too (a chunk is a run of one stream). A chunk holds at most
+ * CHUNK_EVENTS_MAX events, so an entry's positions lie within CHUNK_EVENTS_MAX − 1 below its key
+ * (docs/storage-format.md, "LevelDB keys").
+ *
  * `dataFields`: the data fields that have an index (docs/storage-format.md, data indexes).
  * `withStreamVersion` false leaves out the stream's version entry: a batch that also holds a
  * later chunk of the same stream writes only the newest one (the same final content).
@@ -25,9 +31,9 @@ export function forEachIndexEntry(
   withStreamVersion = true,
   allocate: Allocate = freshBytes,
 ): void {
+  const count = chunk.tuples.length;
+  if (count === 0) return;
   const chunkValue = u64(firstPosition, allocate);
-  const streamBytes = chunk.stream === '' ? null : utf8(chunk.stream);
-  const categoryBytes = chunk.stream === '' ? null : utf8(streamCategory(chunk.stream));
   // Chunks repeat types and tags: encode each string once per chunk.
   const utf8Cache = new Map<string, Uint8Array>();
   const bytesOf = (text: string) => {
@@ -38,13 +44,17 @@ export function forEachIndexEntry(
     }
     return bytes;
   };
-  for (let index = 0; index < chunk.tuples.length; index++) {
+  // Offsets per type, in first-appearance order (entries are written in that order).
+  const typeOffsets = new Map<string, number[]>();
+  for (let index = 0; index < count; index++) {
     const [id, type, data, , tags] = chunk.tuples[index]!;
     const position = firstPosition + index;
-    const typeBytes = bytesOf(type);
-    put(indexKey(KeySpace.type, typeBytes, position, allocate), chunkValue);
+    const offsets = typeOffsets.get(type);
+    if (offsets === undefined) typeOffsets.set(type, [index]);
+    else offsets.push(index);
     if (tags.length > 0) {
       // The type rides along in tag entries: an item with tags and types filters on one cursor.
+      const typeBytes = bytesOf(type);
       const tagValue = allocate(8 + typeBytes.length);
       tagValue.set(chunkValue, 0);
       tagValue.set(typeBytes, 8);
@@ -55,13 +65,52 @@ export function forEachIndexEntry(
       const value = dataFieldBytes(data, field);
       if (value !== null) put(positionKey(dataValuePrefix(utf8(field), value), position, allocate), chunkValue);
     }
-    if (streamBytes !== null && categoryBytes !== null) {
-      put(indexKey(KeySpace.stream, streamBytes, chunk.firstStreamPosition + index, allocate), u64Pair(position, firstPosition, allocate));
-      put(indexKey(KeySpace.category, categoryBytes, position, allocate), chunkValue);
-    }
   }
-  if (streamBytes !== null && categoryBytes !== null && chunk.tuples.length > 0) {
-    if (withStreamVersion) put(nameKey(KeySpace.streams, streamBytes, allocate), u64(chunk.firstStreamPosition + chunk.tuples.length - 1, allocate));
-    if (chunk.firstStreamPosition === 1) put(pairKey(KeySpace.streamCategories, categoryBytes, streamBytes, allocate), EMPTY);
+  for (const [type, offsets] of typeOffsets) {
+    put(indexKey(KeySpace.type, bytesOf(type), firstPosition + offsets[offsets.length - 1]!, allocate), postingValue(firstPosition, offsets, allocate));
   }
+  if (chunk.stream === '') return;
+  const streamBytes = utf8(chunk.stream);
+  const categoryBytes = utf8(streamCategory(chunk.stream));
+  const lastPosition = firstPosition + count - 1;
+  const lastStreamPosition = chunk.firstStreamPosition + count - 1;
+  put(indexKey(KeySpace.stream, streamBytes, lastStreamPosition, allocate), u64Pair(firstPosition, chunk.firstStreamPosition, allocate));
+  put(indexKey(KeySpace.category, categoryBytes, lastPosition, allocate), postingValue(firstPosition, allOffsets(count), allocate));
+  if (withStreamVersion) put(nameKey(KeySpace.streams, streamBytes, allocate), u64(lastStreamPosition, allocate));
+  if (chunk.firstStreamPosition === 1) put(pairKey(KeySpace.streamCategories, categoryBytes, streamBytes, allocate), EMPTY);
+}
+
+/** u64(chunk) then one byte per offset, ascending: the value of a type or category posting. */
+function postingValue(chunkFirst: number, offsets: readonly number[], allocate: Allocate): Uint8Array {
+  const value = allocate(8 + offsets.length);
+  writeU64(value, 0, chunkFirst);
+  for (let index = 0; index < offsets.length; index++) value[8 + index] = offsets[index]!;
+  return value;
+}
+
+const ALL_OFFSETS = Array.from({ length: CHUNK_EVENTS_MAX }, (_, offset) => offset);
+
+function allOffsets(count: number): readonly number[] {
+  return count === CHUNK_EVENTS_MAX ? ALL_OFFSETS : ALL_OFFSETS.slice(0, count);
+}
+
+/** Whether a key space holds postings (several positions per entry) rather than one position per entry. */
+export function isPostingSpace(space: number): boolean {
+  return space === KeySpace.type || space === KeySpace.category || space === KeySpace.stream;
+}
+
+/** Appends the hits of one entry of an index by position (type, category, tag, data) to `into`, in the direction's order. */
+export function entryHits(space: number, key: Uint8Array, value: Uint8Array, into: IndexHit[], forward: boolean): void {
+  const chunk = readU64(value, 0);
+  if (space === KeySpace.type || space === KeySpace.category) {
+    if (forward) for (let index = 8; index < value.length; index++) into.push({ position: chunk + value[index]!, chunk });
+    else for (let index = value.length - 1; index >= 8; index--) into.push({ position: chunk + value[index]!, chunk });
+    return;
+  }
+  into.push({ position: indexKeyNumber(key), chunk });
+}
+
+/** The chunk of one stream entry and the stream positions it holds (its positions follow the chunk's first). */
+export function streamEntryRange(key: Uint8Array, value: Uint8Array): { chunk: number; firstStreamPosition: number; lastStreamPosition: number } {
+  return { chunk: readU64(value, 0), firstStreamPosition: readU64(value, 8), lastStreamPosition: indexKeyNumber(key) };
 }

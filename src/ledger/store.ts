@@ -51,7 +51,9 @@ import { Query, matchesQuery, DATA_FIELD_SIZE_BYTES_MAX, type CompiledItem } fro
 import { openQueryCursor } from '../query/plan.js';
 import { Encoder } from 'cbor-x';
 
-export const STORAGE_FORMAT_VERSION = 1;
+export const STORAGE_FORMAT_VERSION = 2;
+/** Formats whose ledger this version reads and whose indexes it rebuilds on open (1: one type, category and stream entry per event). */
+const INDEX_UPGRADABLE_FORMAT_VERSIONS: readonly number[] = [1];
 export const DEFAULT_CHECKPOINT_EVERY_BYTES = 8 * 1024 * 1024;
 export const STREAM_VERSION_CACHE_ENTRIES_MAX = 100_000;
 export const GROUP_APPENDS_MAX = 1024;
@@ -1019,6 +1021,12 @@ export class FactStore implements AsyncDisposable {
     const db = this.#db;
     const format = await db.get<Uint8Array, Uint8Array>(metaKey('format'), VIEW);
     if (format === undefined) {
+      await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
+    } else if (INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(readU64(format, 0))) {
+      // Same ledger, older index layout: the durable marker makes the rebuild below (recovery
+      // row 9) happen even if this open is cut short after the new version is recorded.
+      await db.put<Uint8Array, Uint8Array>(metaKey('rebuilding'), new Uint8Array(0), VIEW);
+      await durabilityBarrier(db);
       await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
     } else if (readU64(format, 0) !== STORAGE_FORMAT_VERSION) {
       throw new FactError('FACT_CORRUPTION', `database ${this.path} has storage format ${readU64(format, 0)}; this version reads ${STORAGE_FORMAT_VERSION}`);

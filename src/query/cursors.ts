@@ -4,7 +4,9 @@
  * intersection (tags and criteria of one item). Intersections seek instead of scanning, so a
  * rare tag ANDed with a common type reads about as many entries as the rare tag has.
  */
-import { prefixBounds, readU64, utf8Decode, writeU64 } from '../ledger/keys.js';
+import { entryHits, isPostingSpace } from '../indexes/entries.js';
+import { CHUNK_EVENTS_MAX } from '../ledger/chunk.js';
+import { prefixBounds, utf8Decode, writeU64 } from '../ledger/keys.js';
 import { VIEW, type LevelDatabase } from '../ledger/level.js';
 import type { IndexHit } from './ledger-reader.js';
 
@@ -26,11 +28,21 @@ function before(forward: boolean, a: number, b: number): boolean {
   return forward ? a < b : a > b;
 }
 
-/** Entries `prefix` u64(position) → u64(chunk) of one index, in one direction. */
+/**
+ * The hits of one index by position (type, tag, data), in one direction. Type entries are
+ * postings keyed by their last position (entries.ts): a backward read or seek to P starts at
+ * the key P + CHUNK_EVENTS_MAX − 1, the furthest an entry holding P can be, and hits beyond the
+ * target are dropped.
+ */
 export class IndexCursor implements PositionCursor {
   readonly #prefix: Uint8Array;
+  readonly #space: number;
+  /** How far past a position the key of an entry holding it can be. */
+  readonly #keyReachPositions: number;
   readonly #forward: boolean;
   readonly #iterator;
+  /** The from or seek target: hits before it (in the direction) are dropped. */
+  #target: number | undefined;
   #buffer: IndexHit[] = [];
   #index = 0;
   #exhausted = false;
@@ -40,10 +52,13 @@ export class IndexCursor implements PositionCursor {
 
   private constructor(db: LevelDatabase, prefix: Uint8Array, forward: boolean, from: number | undefined, types: ReadonlySet<string> | null) {
     this.#prefix = prefix;
+    this.#space = prefix[0]!;
+    this.#keyReachPositions = isPostingSpace(this.#space) ? CHUNK_EVENTS_MAX - 1 : 0;
     this.#forward = forward;
     this.#types = types;
+    this.#target = from;
     const bounds = prefixBounds(prefix);
-    const start = from === undefined ? undefined : this.#key(from);
+    const start = from === undefined ? undefined : this.#seekKey(from);
     this.#iterator = db.iterator<Uint8Array, Uint8Array>(
       forward
         ? { ...VIEW, gte: start ?? bounds.gte, lt: bounds.lt }
@@ -85,7 +100,8 @@ export class IndexCursor implements PositionCursor {
       this.#index = 0;
       return;
     }
-    this.#iterator.seek(this.#key(position));
+    this.#target = position;
+    this.#iterator.seek(this.#seekKey(position));
     await this.#fill();
   }
 
@@ -93,10 +109,11 @@ export class IndexCursor implements PositionCursor {
     await this.#iterator.close();
   }
 
-  #key(position: number): Uint8Array {
+  /** The key an iterator seeks to for the first hit at or after (forward) / before (backward) `position`. */
+  #seekKey(position: number): Uint8Array {
     const key = new Uint8Array(this.#prefix.length + 8);
     key.set(this.#prefix, 0);
-    writeU64(key, this.#prefix.length, position);
+    writeU64(key, this.#prefix.length, this.#forward ? position : position + this.#keyReachPositions);
     return key;
   }
 
@@ -111,7 +128,11 @@ export class IndexCursor implements PositionCursor {
       if (entries.length === 0) this.#exhausted = true;
       for (const [key, value] of entries) {
         if (this.#types !== null && !this.#types.has(utf8Decode(value.subarray(8)))) continue;
-        this.#buffer.push({ position: readU64(key, key.length - 8), chunk: readU64(value, 0) });
+        entryHits(this.#space, key, value, this.#buffer, this.#forward);
+      }
+      const target = this.#target;
+      if (target !== undefined && this.#buffer.length > 0 && before(this.#forward, this.#buffer[0]!.position, target)) {
+        this.#buffer = this.#buffer.filter((hit) => !before(this.#forward, hit.position, target));
       }
     }
   }

@@ -3,8 +3,9 @@
  * of the chunks its entries name. Everything streams through iterators in bounded batches.
  */
 import { FactError } from '../errors.js';
-import { decodeChunk, recordedEvent, type DecodedChunk } from '../ledger/chunk.js';
-import { indexKey, indexKeyNumber, indexRange, KeySpace, ledgerKey, readU64, spaceRange } from '../ledger/keys.js';
+import { CHUNK_EVENTS_MAX, decodeChunk, recordedEvent, type DecodedChunk } from '../ledger/chunk.js';
+import { entryHits, isPostingSpace, streamEntryRange } from '../indexes/entries.js';
+import { indexKey, indexRange, KeySpace, ledgerKey, readU64, spaceRange } from '../ledger/keys.js';
 import { VIEW, type LevelDatabase } from '../ledger/level.js';
 import type { RecordedEvent } from '../types.js';
 
@@ -115,32 +116,47 @@ export class LedgerReader {
   }
 
   /**
-   * Entries of one index (type, tag, category: number = position; stream: number = stream
-   * position and the value carries the position) from `from`, in either direction.
+   * Hits of one index (type, tag, category: `from` is a position; stream: a stream position)
+   * from `from` (inclusive), in either direction. Posting entries are keyed by the last number
+   * they hold, so a backward read starts CHUNK_EVENTS_MAX − 1 past `from` and drops what lies beyond.
    */
   async *scanIndexHits(space: number, name: Uint8Array, options: ScanOptions): AsyncGenerator<IndexHit[]> {
-    const { direction, signal } = options;
+    const { direction, signal, from } = options;
     let remaining = options.limit;
     if (remaining <= 0) return;
     const range = indexRange(space, name);
     const forward = direction === 'forward';
-    const bound = options.from === undefined ? undefined : indexKey(space, name, options.from);
+    const reach = isPostingSpace(space) ? CHUNK_EVENTS_MAX - 1 : 0;
+    const bound = from === undefined ? undefined : indexKey(space, name, forward ? from : from + reach);
     const iterator = this.#db.iterator<Uint8Array, Uint8Array>(
       forward
         ? { ...VIEW, gte: bound ?? range.gte, lt: range.lt }
         : { ...VIEW, gte: range.gte, ...(bound ? { lte: bound } : { lt: range.lt }), reverse: true },
     );
     const isStream = space === KeySpace.stream;
+    const beyond = (number: number) => from !== undefined && (forward ? number < from : number > from);
     try {
       for (;;) {
         signal?.throwIfAborted();
         const entries = await iterator.nextv(Math.min(READ_BATCH_ENTRIES, remaining));
         if (entries.length === 0) return;
-        const hits: IndexHit[] = entries.map(([key, value]) =>
-          isStream ? { position: readU64(value, 0), chunk: readU64(value, 8) } : { position: indexKeyNumber(key), chunk: readU64(value, 0) },
-        );
+        let hits: IndexHit[] = [];
+        for (const [key, value] of entries) {
+          if (!isStream) {
+            entryHits(space, key, value, hits, forward);
+            continue;
+          }
+          const { chunk, firstStreamPosition, lastStreamPosition } = streamEntryRange(key, value);
+          const count = lastStreamPosition - firstStreamPosition + 1;
+          for (let step = 0; step < count; step++) {
+            const offset = forward ? step : count - 1 - step;
+            if (!beyond(firstStreamPosition + offset)) hits.push({ position: chunk + offset, chunk });
+          }
+        }
+        if (!isStream && from !== undefined) hits = hits.filter((hit) => !beyond(hit.position));
+        if (hits.length > remaining) hits = hits.slice(0, remaining);
         remaining -= hits.length;
-        yield hits;
+        if (hits.length > 0) yield hits;
         if (remaining <= 0) return;
       }
     } finally {
