@@ -609,6 +609,27 @@ export function describeStoreSuite(name: string, makeOptions: () => OptionsFor):
         expect(await db.head()).toBe(3);
       });
 
+      it('appends to a stream not yet cached (its version read ahead of planning) still see each other', async () => {
+        const path = dbPath();
+        let db = await openStore(path);
+        await db.appendStream('acc-9', [{ type: 'Opened' }]);
+        await db.close();
+        db = await openStore(path); // nothing cached: every call below reads the version ahead
+        const settled = await Promise.allSettled([
+          ...range(1, 10).map(() => db.appendStream('acc-9', { type: 'Withdrawn' }, { expect: 1 })),
+          db.appendStream('acc-9', { type: 'Noted' }),
+          ...range(1, 10).map(() => db.appendStream('acc-10', { type: 'Opened' }, { expect: 'none' })),
+        ]);
+        const fulfilled = settled.filter((result) => result.status === 'fulfilled').map((result) => result.value);
+        expect(fulfilled).toEqual([
+          { position: 2, streamPosition: 2, count: 1 },
+          { position: 3, streamPosition: 3, count: 1 },
+          { position: 4, streamPosition: 1, count: 1 },
+        ]);
+        expect(await db.streamVersion('acc-9')).toBe(3);
+        expect(await db.streamVersion('acc-10')).toBe(1);
+      });
+
       it('50 writers reading the version and appending with it: exactly one succeeds per version', async () => {
         const db = await openStore();
         const WRITERS = 50;

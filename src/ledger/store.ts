@@ -98,6 +98,8 @@ interface AppendRequest {
   condition: CheckedCondition | null;
   events: PreparedEvents;
   timestamp: number;
+  /** The stream's stored version, read while the append was validated (see #prefetchStreamVersion). */
+  versionPrefetch: VersionPrefetch | null;
   /** Plain appends resolve with { position, count }, stream appends also with streamPosition. */
   resolve: (result: AppendResult | StreamAppendResult) => void;
   reject: (error: Error) => void;
@@ -132,6 +134,13 @@ interface LoggedGroup {
 interface CheckedCondition {
   query: Query;
   after: number;
+}
+
+interface VersionPrefetch {
+  /** The stream's version in LevelDB when read; undefined if the read failed. */
+  version: Promise<number | undefined>;
+  /** #versionEpoch when read: a different epoch means the cache may have lost a later write. */
+  epoch: number;
 }
 
 /** Stored state a group's checks read (see #readForPlan). */
@@ -188,6 +197,8 @@ export class FactStore implements AsyncDisposable {
   #nextPosition = 1;
   /** Stream versions as planned (committed plus the group in flight); bounded. */
   readonly #streamVersions = new Map<string, number>();
+  /** Bumped whenever #streamVersions drops entries (see #prefetchStreamVersion). */
+  #versionEpoch = 0;
   #queue: AppendRequest[] = [];
   #writer: Promise<void> | null = null;
   #failure: FactError | null = null;
@@ -302,7 +313,8 @@ export class FactStore implements AsyncDisposable {
       if (typeof options !== 'object' || options === null) throw invalid('appendStream: options must be an object');
       const expect = checkExpectation(options.expect, 'appendStream');
       const condition = checkCondition(options.condition, 'appendStream');
-      return this.#submit('appendStream', stream, expect, condition, events) as Promise<StreamAppendResult>;
+      const versionPrefetch = this.#prefetchStreamVersion(stream);
+      return this.#submit('appendStream', stream, expect, condition, events, versionPrefetch) as Promise<StreamAppendResult>;
     } catch (error) {
       return Promise.reject(asError(error));
     }
@@ -366,6 +378,7 @@ export class FactStore implements AsyncDisposable {
       this.#underRebuildMarker(() => rebuildIndexes(this.#db, this.#newBatch, this.#head, this.#dataFields, options.onProgress)),
     );
     this.#streamVersions.clear();
+    this.#versionEpoch++;
     return result;
   }
 
@@ -575,6 +588,7 @@ export class FactStore implements AsyncDisposable {
     expect: StreamExpectation,
     condition: CheckedCondition | null,
     events: unknown,
+    versionPrefetch: VersionPrefetch | null = null,
   ): Promise<AppendResult | StreamAppendResult> {
     try {
       this.#checkOpen(method);
@@ -583,7 +597,7 @@ export class FactStore implements AsyncDisposable {
       // Queued at once, so appends are planned in call order; a condition on a data field without
       // an index has the writer build that index before it plans the group.
       return new Promise<AppendResult | StreamAppendResult>((resolve, reject) => {
-        this.#queue.push({ method, stream, expect, condition, events: prepared, timestamp: Date.now(), resolve, reject });
+        this.#queue.push({ method, stream, expect, condition, events: prepared, timestamp: Date.now(), versionPrefetch, resolve, reject });
         this.#kickWriter();
       });
     } catch (error) {
@@ -801,13 +815,38 @@ export class FactStore implements AsyncDisposable {
     return planned;
   }
 
+  /**
+   * Starts reading the stored version of a stream that is neither cached nor in the unapplied
+   * tail, so the writer need not wait for LevelDB when it plans the append (validating a large
+   * append takes longer than the read). Sound while no cached version is dropped meanwhile: then
+   * every write to the stream after this read is in the cache when the append is planned, and
+   * every write before it was applied, so the read saw it.
+   */
+  #prefetchStreamVersion(stream: string): VersionPrefetch | null {
+    if (this.#streamVersions.has(stream) || this.#tail.streamVersion(stream) !== undefined) return null;
+    const version = this.#db
+      .get<Uint8Array, Uint8Array>(nameKey(KeySpace.streams, utf8(stream)), VIEW)
+      .then((value) => (value === undefined ? 0 : readU64(value, 0)))
+      .catch(() => undefined); // the writer reads again and reports the error
+    return { version, epoch: this.#versionEpoch };
+  }
+
   async #loadStreamVersions(group: AppendRequest[]): Promise<void> {
     const missing: string[] = [];
-    for (const stream of new Set(group.map((request) => request.stream))) {
-      if (stream === '' || this.#streamVersions.has(stream)) continue;
+    const prefetched: { stream: string; version: Promise<number | undefined> }[] = [];
+    const seen = new Set<string>();
+    for (const { stream, versionPrefetch } of group) {
+      if (stream === '' || seen.has(stream) || this.#streamVersions.has(stream)) continue;
+      seen.add(stream);
       const inTail = this.#tail.streamVersion(stream);
-      if (inTail === undefined) missing.push(stream);
-      else this.#streamVersions.set(stream, inTail);
+      if (inTail !== undefined) this.#streamVersions.set(stream, inTail);
+      else if (versionPrefetch !== null && versionPrefetch.epoch === this.#versionEpoch) prefetched.push({ stream, version: versionPrefetch.version });
+      else missing.push(stream);
+    }
+    for (const { stream, version } of prefetched) {
+      const value = await version;
+      if (value === undefined) missing.push(stream);
+      else this.#streamVersions.set(stream, value);
     }
     if (missing.length === 0) return;
     const values = await this.#db.getMany<Uint8Array, Uint8Array>(
@@ -974,6 +1013,7 @@ export class FactStore implements AsyncDisposable {
   #forgetPlannedVersions(): void {
     // Planned versions may be ahead of what was committed; reload them from LevelDB.
     this.#streamVersions.clear();
+    this.#versionEpoch++;
     this.#nextPosition = this.#head + 1;
   }
 
@@ -981,6 +1021,7 @@ export class FactStore implements AsyncDisposable {
     if (this.#streamVersions.size <= STREAM_VERSION_CACHE_ENTRIES_MAX) return;
     // Between groups every cached version is committed, so any entry may go.
     let excess = this.#streamVersions.size - STREAM_VERSION_CACHE_ENTRIES_MAX / 2;
+    this.#versionEpoch++;
     for (const stream of this.#streamVersions.keys()) {
       if (excess-- <= 0) break;
       this.#streamVersions.delete(stream);
