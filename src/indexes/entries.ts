@@ -60,7 +60,8 @@ export function forEachIndexEntry(
       tagValue.set(typeBytes, 8);
       for (const tag of tags) put(indexKey(KeySpace.tag, bytesOf(tag), position, allocate), tagValue);
     }
-    put(nameKey(KeySpace.id, utf8(id), allocate), u64(position, allocate));
+    // Generated ids (null) are derived from the position: no entry (ids.ts).
+    if (id !== null) put(nameKey(KeySpace.id, utf8(id), allocate), u64(position, allocate));
     for (const field of dataFields) {
       const value = dataFieldBytes(data, field);
       if (value !== null) put(positionKey(dataValuePrefix(utf8(field), value), position, allocate), chunkValue);

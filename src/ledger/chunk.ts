@@ -5,6 +5,7 @@
 import { Encoder } from 'cbor-x';
 import { assert, FactError } from '../errors.js';
 import type { RecordedEvent } from '../types.js';
+import type { GeneratedIds } from './ids.js';
 import { readU64, utf8Decode, writeU64 } from './keys.js';
 
 export const CHUNK_FORMAT = 1;
@@ -16,8 +17,11 @@ const eventEncoder = new Encoder();
 /** Canonical form for comparing values (no record extension, so equal values encode equally). */
 const canonicalEncoder = new Encoder({ useRecords: false, mapsAsObjects: false });
 
-/** [id, type, data, metadata, tags] — what one event stores besides the chunk header. */
-export type EventTuple = [id: string, type: string, data: unknown, metadata: Record<string, unknown>, tags: string[]];
+/**
+ * [id, type, data, metadata, tags] — what one event stores besides the chunk header. The id is
+ * null when the store generated it: it is derived from the position (ids.ts).
+ */
+export type EventTuple = [id: string | null, type: string, data: unknown, metadata: Record<string, unknown>, tags: string[]];
 
 export interface ChunkHeader {
   timestamp: number;
@@ -85,11 +89,12 @@ export function decodeChunk(chunk: Uint8Array, where: string): DecodedChunk {
   };
 }
 
-export function recordedEvent(chunk: DecodedChunk, firstPosition: number, index: number): RecordedEvent {
+export function recordedEvent(chunk: DecodedChunk, firstPosition: number, index: number, ids: GeneratedIds): RecordedEvent {
   const tuple = chunk.tuples[index];
   assert(tuple !== undefined, 'event index inside its chunk');
   const [id, type, data, metadata, tags] = tuple;
-  const event: RecordedEvent = { id, type, data, metadata, tags, position: firstPosition + index, timestamp: chunk.timestamp };
+  const position = firstPosition + index;
+  const event: RecordedEvent = { id: id ?? ids.id(position), type, data, metadata, tags, position, timestamp: chunk.timestamp };
   if (chunk.stream !== '') {
     event.stream = chunk.stream;
     event.streamPosition = chunk.firstStreamPosition + index;

@@ -8,6 +8,8 @@ import { chunkSizeBytes, writeChunk, type ChunkHeader } from './chunk.js';
 import { readU64, writeU64 } from './keys.js';
 
 export const WAL_RECORD_COMMIT = 1;
+/** The database's id seed (ids.ts): logged once, before the first event with a generated id. */
+export const WAL_RECORD_ID_SEED = 2;
 
 export interface CommitChunk {
   header: ChunkHeader;

@@ -24,8 +24,9 @@ import { NodeFileSystem } from '../wal/node-file-system.js';
 import { Wal, type WalOptions } from '../wal/wal.js';
 import { canonicalBytes, decodeChunk, decodeTuples, type DecodedChunk, type EventTuple } from './chunk.js';
 import { indexPrefix, indexRange, KeySpace, ledgerKey, metaKey, nameKey, prefixBounds, readU64, spaceRange, u64, u64Pair, utf8, utf8Decode } from './keys.js';
+import { GeneratedIds, ID_SEED_SIZE_BYTES, newIdSeed } from './ids.js';
 import { batchFactory, ByteArena, VIEW, type BatchFactory, type LevelDatabase } from './level.js';
-import { decodeCommit, encodeCommitChunks, WAL_RECORD_COMMIT } from './commit-record.js';
+import { decodeCommit, encodeCommitChunks, WAL_RECORD_COMMIT, WAL_RECORD_ID_SEED } from './commit-record.js';
 import { UnappliedTail, type TailChunk, type TailSnapshot, type TailSource } from './tail.js';
 import {
   checkExpectation,
@@ -145,13 +146,16 @@ interface VersionPrefetch {
 
 /** Stored state a group's checks read (see #readForPlan). */
 interface PlanReads {
-  /** Positions and stored events of the caller-chosen ids that exist. */
-  existingIds: { positions: ReadonlyMap<string, number>; events: ReadonlyMap<number, RecordedEvent> };
+  /**
+   * Positions and stored events of the caller-chosen ids that exist, and the ids the caller may
+   * not choose: this database's generated form for a position not yet committed (ids.ts).
+   */
+  existingIds: { positions: ReadonlyMap<string, number>; events: ReadonlyMap<number, RecordedEvent>; reserved: ReadonlySet<string> };
   /** Per request, the newest committed position matching its condition (0: none); null without conditions. */
   committedConflicts: number[] | null;
 }
 
-const NOTHING_READ: PlanReads = { existingIds: { positions: new Map(), events: new Map() }, committedConflicts: null };
+const NOTHING_READ: PlanReads = { existingIds: { positions: new Map(), events: new Map(), reserved: new Set() }, committedConflicts: null };
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 const metaEncoder = new Encoder({ useRecords: false });
@@ -185,7 +189,8 @@ export class FactStore implements AsyncDisposable {
   #appliedHead = 0;
   #appliedLsn = 0;
   /** Resolved chunks waiting for the background apply (docs/storage-format.md, "Write path"). */
-  readonly #tail = new UnappliedTail();
+  readonly #tail: UnappliedTail;
+  readonly #ids: GeneratedIds;
   #applyRun: Promise<void> | null = null;
   #applyTimer: ReturnType<typeof setTimeout> | null = null;
   /** An apply is due (full batch or delay over) but waits for the writer's WAL sync to overlap. */
@@ -225,12 +230,15 @@ export class FactStore implements AsyncDisposable {
     onIndexBuild: ((progress: DataIndexProgress) => void) | undefined,
   ) {
     this.path = path;
+    const ids = new GeneratedIds();
+    this.#ids = ids;
+    this.#tail = new UnappliedTail(ids);
     this.#declaredDataFields = declaredDataFields;
     this.#onIndexBuild = onIndexBuild;
     this.#wal = wal;
     this.#db = db;
     this.#ownsDb = ownsDb;
-    this.#reader = new LedgerReader(db);
+    this.#reader = new LedgerReader(db, ids);
     this.#newBatch = batchFactory(db, ownsDb);
     this.#checkpointEveryBytes = checkpointEveryBytes;
   }
@@ -256,6 +264,7 @@ export class FactStore implements AsyncDisposable {
     try {
       db = options.level ?? new ClassicLevel<Uint8Array, Uint8Array>(joinPath(path, 'ledger'), VIEW);
       if (db.status !== 'open') await db.open();
+      await FactStore.#checkFormat(db, path);
       const store = new FactStore(path, wal, db, ownsDb, checkpointEveryBytes, declaredDataFields, options.onIndexBuild);
       await store.#recover();
       return store;
@@ -748,15 +757,24 @@ export class FactStore implements AsyncDisposable {
     for (let requestIndex = 0; requestIndex < group.length; requestIndex++) {
       const request = group[requestIndex]!;
       const { events } = request;
+      const reserved = existingIds.reserved.size > 0 ? events.ids.find((id) => id !== null && existingIds.reserved.has(id)) : undefined;
+      if (reserved !== undefined) {
+        request.reject(
+          invalid(`${request.method}: event id ${reserved} has the form of the ids this database generates, for a position not yet written; choose another id`, {
+            id: reserved,
+          }),
+        );
+        continue;
+      }
       if (existingIds.positions.size > 0) {
-        const existing = events.ids.map((id) => existingIds.positions.get(id));
+        const existing = events.ids.map((id) => (id === null ? undefined : existingIds.positions.get(id)));
         if (existing.some((position) => position !== undefined)) {
           this.#settleRetry(request, existing, existingIds.events);
           continue;
         }
       }
       // Generated UUIDs collide with nothing: only caller-chosen ids can repeat within a group.
-      const duplicate = events.callerIds ? events.ids.find((id) => groupIds.has(id)) : undefined;
+      const duplicate = events.callerIds ? events.ids.find((id) => id !== null && groupIds.has(id)) : undefined;
       if (duplicate !== undefined) {
         request.reject(
           new FactError('FACT_DUPLICATE_EVENT_ID', `${request.method}: event id ${duplicate} is already being appended by a concurrent append`, {
@@ -794,7 +812,7 @@ export class FactStore implements AsyncDisposable {
         firstStreamPosition = version + 1;
         this.#streamVersions.set(request.stream, version + events.count);
       }
-      if (events.callerIds) for (const id of events.ids) groupIds.add(id);
+      if (events.callerIds) for (const id of events.ids) if (id !== null) groupIds.add(id);
       const firstPosition = this.#nextPosition;
       this.#nextPosition += events.count;
       const chunks: PlannedChunk[] = [];
@@ -859,31 +877,48 @@ export class FactStore implements AsyncDisposable {
     }
   }
 
-  /** Stored positions and events of the caller-chosen ids of the group that already exist. */
-  async #lookUpIds(group: AppendRequest[]): Promise<{ positions: Map<string, number>; events: Map<number, RecordedEvent> }> {
-    // Generated UUIDs cannot collide with stored ids; only appends with a caller-chosen id are looked up.
-    const ids = group.filter((request) => request.events.callerIds).flatMap((request) => request.events.ids);
+  /**
+   * Stored positions and events of the caller-chosen ids of the group that already exist, and the
+   * ids among them that are reserved. Caller ids are indexed (or in the tail); an id in this
+   * database's generated form names its position, whose event has it if its id was generated.
+   */
+  async #lookUpIds(group: AppendRequest[]): Promise<PlanReads['existingIds']> {
+    const ids = new Set<string>();
+    for (const request of group) if (request.events.callerIds) for (const id of request.events.ids) if (id !== null) ids.add(id);
     const positions = new Map<string, number>();
     const events = new Map<number, RecordedEvent>();
-    if (ids.length === 0) return { positions, events };
+    const reserved = new Set<string>();
+    if (ids.size === 0) return { positions, events, reserved };
     const tail = this.#tail.snapshot(this.#appliedHead);
-    for (const [id, position] of tail.idPositions(new Set(ids))) positions.set(id, position);
-    const stored = ids.filter((id) => !positions.has(id));
+    for (const [id, position] of tail.idPositions(ids)) positions.set(id, position);
+    const stored = [...ids].filter((id) => !positions.has(id));
     const values = await this.#db.getMany<Uint8Array, Uint8Array>(
       stored.map((id) => nameKey(KeySpace.id, utf8(id))),
       VIEW,
     );
+    const generatedForm: { id: string; position: number }[] = [];
     for (const [index, id] of stored.entries()) {
       const value = values[index];
-      if (value !== undefined) positions.set(id, readU64(value, 0));
+      if (value !== undefined) {
+        positions.set(id, readU64(value, 0));
+        continue;
+      }
+      const position = this.#ids.position(id);
+      if (position === null) continue;
+      // Later positions will be given exactly this id: a caller may not take it first.
+      if (position > this.#head) reserved.add(id);
+      else generatedForm.push({ id, position });
     }
     // Retries are rare: fetch each stored event to compare its content.
-    for (const position of new Set(positions.values())) {
+    const fetch = new Set([...positions.values(), ...generatedForm.map((entry) => entry.position)]);
+    for (const position of fetch) {
       for await (const event of this.#sourceScan('all', { from: position, direction: 'forward', limit: 1, signal: undefined })) {
         events.set(event.position, event);
       }
     }
-    return { positions, events };
+    // A generated-form id exists if its position's event has it (that event's id was generated).
+    for (const { id, position } of generatedForm) if (events.get(position)?.id === id) positions.set(id, position);
+    return { positions, events, reserved };
   }
 
   /** Some ids already exist: an identical retry returns the original result, anything else fails. */
@@ -1058,20 +1093,54 @@ export class FactStore implements AsyncDisposable {
     await this.#wal.checkpoint(lsn);
   }
 
-  async #recover(): Promise<void> {
-    const db = this.#db;
+  /** Recovery rows 4, 5 and 5b. */
+  static async #checkFormat(db: LevelDatabase, path: string): Promise<void> {
     const format = await db.get<Uint8Array, Uint8Array>(metaKey('format'), VIEW);
     if (format === undefined) {
       await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
     } else if (INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(readU64(format, 0))) {
-      // Same ledger, older index layout: the durable marker makes the rebuild below (recovery
-      // row 9) happen even if this open is cut short after the new version is recorded.
+      // Same ledger, older index layout: the durable marker makes the rebuild in #recover
+      // (recovery row 9) happen even if this open is cut short after the new version is recorded.
       await db.put<Uint8Array, Uint8Array>(metaKey('rebuilding'), new Uint8Array(0), VIEW);
       await durabilityBarrier(db);
       await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
     } else if (readU64(format, 0) !== STORAGE_FORMAT_VERSION) {
-      throw new FactError('FACT_CORRUPTION', `database ${this.path} has storage format ${readU64(format, 0)}; this version reads ${STORAGE_FORMAT_VERSION}`);
+      throw new FactError('FACT_CORRUPTION', `database ${path} has storage format ${readU64(format, 0)}; this version reads ${STORAGE_FORMAT_VERSION}`);
     }
+  }
+
+  /**
+   * Recovery row 10: the id seed is in LevelDB, else in the WAL (a LevelDB that lost it, or
+   * never had it, is refilled), else this is the first open of a database that has none: a new
+   * seed is logged to the WAL and then written to LevelDB, both durably, before any event can
+   * carry an id derived from it. A checkpoint can drop the seed's WAL record only after its
+   * barrier made LevelDB's copy durable.
+   */
+  async #settleIdSeed(stored: Uint8Array | undefined, logged: Uint8Array | undefined): Promise<void> {
+    for (const [where, seed] of [['M idSeed', stored], ['the WAL', logged]] as const) {
+      if (seed !== undefined && seed.length !== ID_SEED_SIZE_BYTES) {
+        throw new FactError('FACT_CORRUPTION', `database ${this.path}: the id seed in ${where} has ${seed.length} bytes, expected ${ID_SEED_SIZE_BYTES}`);
+      }
+    }
+    if (stored !== undefined) {
+      this.#ids.useSeed(stored);
+      return;
+    }
+    let seed = logged;
+    if (seed === undefined) {
+      seed = newIdSeed();
+      await this.#wal.append(seed, { type: WAL_RECORD_ID_SEED });
+      await this.#wal.sync();
+    }
+    await this.#db.put<Uint8Array, Uint8Array>(metaKey('idSeed'), seed, VIEW);
+    await durabilityBarrier(this.#db);
+    this.#ids.useSeed(seed);
+  }
+
+  async #recover(): Promise<void> {
+    const db = this.#db;
+    const storedSeed = await db.get<Uint8Array, Uint8Array>(metaKey('idSeed'), VIEW);
+    let loggedSeed: Uint8Array | undefined;
     const recordedFields = await db.get<Uint8Array, Uint8Array>(metaKey('dataFields'), VIEW);
     this.#dataFields = recordedFields === undefined ? [] : (metaEncoder.decode(recordedFields) as string[]);
     const applied = await db.get<Uint8Array, Uint8Array>(metaKey('applied'), VIEW);
@@ -1096,6 +1165,7 @@ export class FactStore implements AsyncDisposable {
     let batchEvents = 0;
     let expectedFirst: number | null = null;
     for await (const record of this.#wal.replay()) {
+      if (record.type === WAL_RECORD_ID_SEED) loggedSeed ??= Uint8Array.from(record.payload);
       if (record.type !== WAL_RECORD_COMMIT) continue;
       const commit = decodeCommit(record.payload, record.lsn);
       if (expectedFirst !== null && commit.firstPosition !== expectedFirst) {
@@ -1126,6 +1196,7 @@ export class FactStore implements AsyncDisposable {
     this.#appliedHead = head;
     this.#nextPosition = head + 1;
     this.#appliedLsn = appliedLsn;
+    await this.#settleIdSeed(storedSeed, loggedSeed);
     await this.#checkpoint();
     if ((await db.get<Uint8Array, Uint8Array>(metaKey('rebuilding'), VIEW)) !== undefined) {
       // An index rebuild or data-index build was cut short: its entries cannot be trusted.

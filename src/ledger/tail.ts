@@ -6,6 +6,7 @@
  */
 import { matchesQuery, type Query } from '../query/query.js';
 import type { RecordedEvent } from '../types.js';
+import type { GeneratedIds } from './ids.js';
 import { decodeChunk, recordedEvent, streamCategory, type DecodedChunk, type EventTuple } from './chunk.js';
 
 export interface TailChunk {
@@ -49,7 +50,10 @@ export class TailSnapshot {
   /** Every position up to here is in LevelDB; the tail holds the positions after it. */
   readonly appliedHead: number;
 
-  constructor(chunks: readonly TailChunk[], start: number, end: number, appliedHead: number) {
+  readonly #ids: GeneratedIds;
+
+  constructor(chunks: readonly TailChunk[], start: number, end: number, appliedHead: number, ids: GeneratedIds) {
+    this.#ids = ids;
     this.#chunks = chunks;
     this.#start = start;
     this.#end = end;
@@ -74,7 +78,7 @@ export class TailSnapshot {
         const number = source.kind === 'stream' ? chunk.planned.firstStreamPosition + index : chunk.firstPosition + index;
         if (from !== undefined && (forward ? number < from : number > from)) continue;
         if (!tupleMatches(source, chunk, index, tuples[index]!)) continue;
-        yield recordedEvent(stored(chunk), chunk.firstPosition, index);
+        yield recordedEvent(stored(chunk), chunk.firstPosition, index, this.#ids);
         if (--remaining <= 0) return;
       }
     }
@@ -105,7 +109,7 @@ export class TailSnapshot {
     for (let step = this.#start; step < this.#end; step++) {
       const chunk = this.#chunks[step]!;
       chunk.planned.tuples.forEach(([id], index) => {
-        if (ids.has(id)) found.set(id, chunk.firstPosition + index);
+        if (id !== null && ids.has(id)) found.set(id, chunk.firstPosition + index);
       });
     }
     return found;
@@ -152,11 +156,16 @@ function tupleMatches(source: TailSource, chunk: TailChunk, index: number, [, ty
  * only grows, and is replaced (never changed) when compacted, so a snapshot is O(1).
  */
 export class UnappliedTail {
+  readonly #ids: GeneratedIds;
   #chunks: TailChunk[] = [];
   #start = 0;
   #events = 0;
   /** Newest version of each stream with events in the tail. */
   readonly #streamVersions = new Map<string, number>();
+
+  constructor(ids: GeneratedIds) {
+    this.#ids = ids;
+  }
 
   get events(): number {
     return this.#events;
@@ -201,6 +210,6 @@ export class UnappliedTail {
   }
 
   snapshot(appliedHead: number): TailSnapshot {
-    return new TailSnapshot(this.#chunks, this.#start, this.#chunks.length, appliedHead);
+    return new TailSnapshot(this.#chunks, this.#start, this.#chunks.length, appliedHead, this.#ids);
   }
 }

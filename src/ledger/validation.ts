@@ -1,5 +1,4 @@
 /** Input validation of the public methods: bad input gets FACT_INVALID_ARGUMENT and changes nothing. */
-import { randomUUID } from 'node:crypto';
 import { FactError } from '../errors.js';
 import type { EventInput, ReadOptions, StreamExpectation } from '../types.js';
 import { CHUNK_EVENTS_MAX, encodeTuples, type EventTuple } from './chunk.js';
@@ -73,7 +72,8 @@ function describe(value: unknown): string {
 export interface PreparedEvents {
   /** Event tuples split into chunks of at most CHUNK_EVENTS_MAX, each encoded once. */
   chunks: { tuples: EventTuple[]; tuplesBytes: Uint8Array }[];
-  ids: string[];
+  /** The caller's ids; null where the store generates the id (from the position, when planned). */
+  ids: (string | null)[];
   /** Whether the caller chose any id (only then can an append be a retry or reuse a stored id). */
   callerIds: boolean;
   count: number;
@@ -85,7 +85,7 @@ export function prepareEvents(input: unknown, method: string): PreparedEvents {
   if (events.length === 0) throw invalid(`${method}: the event list is empty`);
   if (events.length > APPEND_EVENTS_MAX) throw invalid(`${method}: more than ${APPEND_EVENTS_MAX} events in one append`);
   const tuples: EventTuple[] = [];
-  const ids: string[] = [];
+  const ids: (string | null)[] = [];
   const seenIds = new Set<string>();
   let callerIdCount = 0;
   for (let index = 0; index < events.length; index++) {
@@ -100,15 +100,11 @@ export function prepareEvents(input: unknown, method: string): PreparedEvents {
     if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
       throw invalid(`${method}: event ${index}: metadata must be an object, got ${describe(metadata)}`);
     }
-    let id: string;
-    if (event.id === undefined) {
-      id = randomUUID();
-    } else {
+    let id: string | null = null;
+    if (event.id !== undefined) {
       if (!isValidName(event.id, EVENT_ID_SIZE_BYTES_MAX)) throw invalidName(event.id, `${method}: event ${index}: id`, EVENT_ID_SIZE_BYTES_MAX);
       id = event.id;
       callerIdCount++;
-    }
-    if (events.length > 1) {
       if (seenIds.has(id)) throw new FactError('FACT_DUPLICATE_EVENT_ID', `${method}: event ${index}: id ${id} appears twice in one append`, { details: { id } });
       seenIds.add(id);
     }

@@ -7,6 +7,7 @@ import { CHUNK_EVENTS_MAX, decodeChunk, recordedEvent, type DecodedChunk } from 
 import { entryHits, isPostingSpace, streamEntryRange } from '../indexes/entries.js';
 import { indexKey, indexRange, KeySpace, ledgerKey, readU64, spaceRange } from '../ledger/keys.js';
 import { VIEW, type LevelDatabase } from '../ledger/level.js';
+import type { GeneratedIds } from '../ledger/ids.js';
 import type { RecordedEvent } from '../types.js';
 
 export const READ_BATCH_ENTRIES = 128;
@@ -30,8 +31,11 @@ export class LedgerReader {
   /** Chunks never change once written, so cached decodes stay valid. */
   readonly #cache = new Map<number, DecodedChunk>();
 
-  constructor(db: LevelDatabase) {
+  readonly #ids: GeneratedIds;
+
+  constructor(db: LevelDatabase, ids: GeneratedIds) {
     this.#db = db;
+    this.#ids = ids;
   }
 
   async chunks(firstPositions: readonly number[]): Promise<Map<number, DecodedChunk>> {
@@ -70,7 +74,7 @@ export class LedgerReader {
   /** Events of positions `hits` (in the given order). */
   async events(hits: readonly IndexHit[]): Promise<RecordedEvent[]> {
     const chunks = await this.chunks(hits.map((hit) => hit.chunk));
-    return hits.map((hit) => recordedEvent(chunks.get(hit.chunk)!, hit.chunk, hit.position - hit.chunk));
+    return hits.map((hit) => recordedEvent(chunks.get(hit.chunk)!, hit.chunk, hit.position - hit.chunk, this.#ids));
   }
 
   /** The whole ledger from `from` (inclusive), forward or backward. */
@@ -99,7 +103,7 @@ export class LedgerReader {
             const index = forward ? step : count - 1 - step;
             const position = first + index;
             if (forward ? position < start || position > head : position > start) continue;
-            yield recordedEvent(chunk, first, index);
+            yield recordedEvent(chunk, first, index, this.#ids);
             if (--remaining <= 0) return;
           }
         }
