@@ -22,6 +22,7 @@ const EMPTY = new Uint8Array(0);
  * `withStreamVersion` false leaves out the stream's version entry: a batch that also holds a
  * later chunk of the same stream writes only the newest one (the same final content).
  * `allocate`: where keys and values are built; a ByteArena's when they go straight into a batch.
+ * `texts`: UTF-8 of names already encoded; a batch of many small chunks shares one.
  */
 export function forEachIndexEntry(
   chunk: DecodedChunk,
@@ -30,35 +31,29 @@ export function forEachIndexEntry(
   dataFields: readonly string[],
   withStreamVersion = true,
   allocate: Allocate = freshBytes,
+  texts: Map<string, Uint8Array> = new Map(),
 ): void {
   const count = chunk.tuples.length;
   if (count === 0) return;
   const chunkValue = u64(firstPosition, allocate);
-  // Chunks repeat types and tags: encode each string once per chunk.
-  const utf8Cache = new Map<string, Uint8Array>();
-  const bytesOf = (text: string) => {
-    let bytes = utf8Cache.get(text);
-    if (bytes === undefined) {
-      bytes = utf8(text);
-      utf8Cache.set(text, bytes);
-    }
-    return bytes;
-  };
-  // Offsets per type, in first-appearance order (entries are written in that order).
-  const typeOffsets = new Map<string, number[]>();
+  // Offsets per type, in first-appearance order (entries are written in that order); a chunk of
+  // one event (a lone writer's) needs no map.
+  const typeOffsets = count === 1 ? null : new Map<string, number[]>();
   for (let index = 0; index < count; index++) {
     const [id, type, data, , tags] = chunk.tuples[index]!;
     const position = firstPosition + index;
-    const offsets = typeOffsets.get(type);
-    if (offsets === undefined) typeOffsets.set(type, [index]);
-    else offsets.push(index);
+    if (typeOffsets !== null) {
+      const offsets = typeOffsets.get(type);
+      if (offsets === undefined) typeOffsets.set(type, [index]);
+      else offsets.push(index);
+    }
     if (tags.length > 0) {
       // The type rides along in tag entries: an item with tags and types filters on one cursor.
-      const typeBytes = bytesOf(type);
+      const typeBytes = textBytes(texts, type);
       const tagValue = allocate(8 + typeBytes.length);
       tagValue.set(chunkValue, 0);
       tagValue.set(typeBytes, 8);
-      for (const tag of tags) put(indexKey(KeySpace.tag, bytesOf(tag), position, allocate), tagValue);
+      for (const tag of tags) put(indexKey(KeySpace.tag, textBytes(texts, tag), position, allocate), tagValue);
     }
     // Generated ids (null) are derived from the position: no entry (ids.ts).
     if (id !== null) put(nameKey(KeySpace.id, utf8(id), allocate), u64(position, allocate));
@@ -67,12 +62,16 @@ export function forEachIndexEntry(
       if (value !== null) put(positionKey(dataValuePrefix(utf8(field), value), position, allocate), chunkValue);
     }
   }
-  for (const [type, offsets] of typeOffsets) {
-    put(indexKey(KeySpace.type, bytesOf(type), firstPosition + offsets[offsets.length - 1]!, allocate), postingValue(firstPosition, offsets, allocate));
+  if (typeOffsets === null) {
+    put(indexKey(KeySpace.type, textBytes(texts, chunk.tuples[0]![1]), firstPosition, allocate), postingValue(firstPosition, ONE_OFFSET, allocate));
+  } else {
+    for (const [type, offsets] of typeOffsets) {
+      put(indexKey(KeySpace.type, textBytes(texts, type), firstPosition + offsets[offsets.length - 1]!, allocate), postingValue(firstPosition, offsets, allocate));
+    }
   }
   if (chunk.stream === '') return;
-  const streamBytes = utf8(chunk.stream);
-  const categoryBytes = utf8(streamCategory(chunk.stream));
+  const streamBytes = textBytes(texts, chunk.stream);
+  const categoryBytes = textBytes(texts, streamCategory(chunk.stream));
   const lastPosition = firstPosition + count - 1;
   const lastStreamPosition = chunk.firstStreamPosition + count - 1;
   put(indexKey(KeySpace.stream, streamBytes, lastStreamPosition, allocate), u64Pair(firstPosition, chunk.firstStreamPosition, allocate));
@@ -80,6 +79,20 @@ export function forEachIndexEntry(
   if (withStreamVersion) put(nameKey(KeySpace.streams, streamBytes, allocate), u64(lastStreamPosition, allocate));
   if (chunk.firstStreamPosition === 1) put(pairKey(KeySpace.streamCategories, categoryBytes, streamBytes, allocate), EMPTY);
 }
+
+/** Names whose UTF-8 a `texts` cache keeps (bounding a batch's memory for its key parts). */
+const TEXT_CACHE_ENTRIES_MAX = 4096;
+
+function textBytes(texts: Map<string, Uint8Array>, text: string): Uint8Array {
+  let bytes = texts.get(text);
+  if (bytes === undefined) {
+    bytes = utf8(text);
+    if (texts.size < TEXT_CACHE_ENTRIES_MAX) texts.set(text, bytes);
+  }
+  return bytes;
+}
+
+const ONE_OFFSET: readonly number[] = [0];
 
 /** u64(chunk) then one byte per offset, ascending: the value of a type or category posting. */
 function postingValue(chunkFirst: number, offsets: readonly number[], allocate: Allocate): Uint8Array {

@@ -5,7 +5,14 @@
  */
 import { FactError } from '../errors.js';
 import { chunkSizeBytes, writeChunk, type ChunkHeader } from './chunk.js';
-import { readU64, writeU64 } from './keys.js';
+import { freshBytes, readU64, writeU64, type Allocate } from './keys.js';
+
+function writeU32(target: Uint8Array, offset: number, value: number): void {
+  target[offset] = value >>> 24;
+  target[offset + 1] = (value >>> 16) & 0xff;
+  target[offset + 2] = (value >>> 8) & 0xff;
+  target[offset + 3] = value & 0xff;
+}
 
 export const WAL_RECORD_COMMIT = 1;
 /** The database's id seed (ids.ts): logged once, before the first event with a generated id. */
@@ -22,18 +29,21 @@ export interface CommitChunk {
  * The commit record of chunks not yet encoded, and each chunk's bytes as a view into it: the
  * values the ledger stores, with no copy of their own.
  */
-export function encodeCommitChunks(firstPosition: number, chunks: readonly CommitChunk[]): { payload: Uint8Array; chunkBytes: Uint8Array[] } {
+export function encodeCommitChunks(
+  firstPosition: number,
+  chunks: readonly CommitChunk[],
+  allocate: Allocate = freshBytes,
+): { payload: Uint8Array; chunkBytes: Uint8Array[] } {
   let size = 12;
   for (const chunk of chunks) size += 4 + chunkSizeBytes(chunk.streamBytes, chunk.tuplesBytes);
-  const payload = new Uint8Array(size);
-  const view = new DataView(payload.buffer);
+  const payload = allocate(size);
   writeU64(payload, 0, firstPosition);
-  view.setUint32(8, chunks.length);
+  writeU32(payload, 8, chunks.length);
   const chunkBytes: Uint8Array[] = [];
   let offset = 12;
   for (const chunk of chunks) {
     const length = chunkSizeBytes(chunk.streamBytes, chunk.tuplesBytes);
-    view.setUint32(offset, length);
+    writeU32(payload, offset, length);
     writeChunk(payload, offset + 4, chunk.header, chunk.streamBytes, chunk.tuplesBytes);
     chunkBytes.push(payload.subarray(offset + 4, offset + 4 + length));
     offset += 4 + length;

@@ -713,7 +713,9 @@ export class FactStore implements AsyncDisposable {
       return null;
     }
     if (planned.length === 0) return null;
-    const { payload, chunkBytes } = encodeCommitChunks(planned[0]!.firstPosition, planned.length === 1 ? planned[0]!.chunks : planned.flatMap((append) => append.chunks));
+    const chunks = planned.length === 1 ? planned[0]!.chunks : planned.flatMap((append) => append.chunks);
+    // From the arena: the ledger keeps views of it (the chunks) until they are applied.
+    const { payload, chunkBytes } = encodeCommitChunks(planned[0]!.firstPosition, chunks, this.#arena.allocate);
     return { planned, payload, chunkBytes, logged: this.#wal.append(payload, { type: WAL_RECORD_COMMIT }) };
   }
 
@@ -1005,9 +1007,10 @@ export class FactStore implements AsyncDisposable {
       // Only the newest chunk of a stream in this batch writes the stream's version.
       const newestOfStream = new Map<string, TailChunk>();
       for (const chunk of chunks) newestOfStream.set(chunk.planned.stream, chunk);
+      const texts = new Map<string, Uint8Array>();
       for (const chunk of chunks) {
         put(ledgerKey(chunk.firstPosition, this.#arena.allocate), chunk.bytes);
-        forEachIndexEntry(chunk.planned, chunk.firstPosition, put, this.#dataFields, newestOfStream.get(chunk.planned.stream) === chunk, this.#arena.allocate);
+        forEachIndexEntry(chunk.planned, chunk.firstPosition, put, this.#dataFields, newestOfStream.get(chunk.planned.stream) === chunk, this.#arena.allocate, texts);
       }
       const newest = chunks[chunks.length - 1]!;
       const last = newest.firstPosition + newest.planned.tuples.length - 1;

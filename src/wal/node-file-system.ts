@@ -28,8 +28,6 @@ function callbackToPromise<T>(run: (done: (error: NodeJS.ErrnoException | null, 
 export type DatasyncMode = 'adaptive' | 'blocking' | 'threadpool';
 
 export const BLOCKING_DATASYNC_LATENCY_MS_MAX = 1;
-/** In adaptive mode every Nth sync goes through the pool, so a recovered disk is noticed. */
-const ADAPTIVE_PROBE_EVERY_SYNCS = 64;
 /** Weight of the newest sample in the moving average of sync latency. */
 const LATENCY_SMOOTHING = 0.2;
 
@@ -40,7 +38,6 @@ export interface NodeFileSystemOptions {
 class DatasyncPolicy {
   readonly mode: DatasyncMode;
   #averageMs = 0;
-  #syncs = 0;
 
   constructor(mode: DatasyncMode) {
     this.mode = mode;
@@ -48,8 +45,8 @@ class DatasyncPolicy {
 
   shouldBlock(): boolean {
     if (this.mode !== 'adaptive') return this.mode === 'blocking';
-    this.#syncs++;
-    return this.#averageMs < BLOCKING_DATASYNC_LATENCY_MS_MAX && this.#syncs % ADAPTIVE_PROBE_EVERY_SYNCS !== 0;
+    // Both ways are timed, so a disk that slows down or recovers moves the average either way.
+    return this.#averageMs < BLOCKING_DATASYNC_LATENCY_MS_MAX;
   }
 
   record(latencyMs: number): void {
