@@ -190,6 +190,44 @@ describe('FactStore unapplied tail (LevelDB writes held at a gate)', () => {
     await db.close();
   });
 
+  it('events a reader changes do not change what later reads return, from the tail or from LevelDB', async () => {
+    const level = new GatedLevel();
+    const db = await FactStore.open(DB, { fs: new SimFileSystem(), level, indexes: { data: ['n'] } });
+    const original = (n: number) => ({ n, nested: { list: [n] } });
+    const sources: ReadSource[] = ['all', { stream: 'box-1' }, { type: 'Put' }, { tag: 'box' }, { category: 'box' }, { query: Query.items({ types: ['Put'], data: { n: 2 } }) }];
+    const vandalise = (events: RecordedEvent[]) => {
+      for (const event of events) {
+        const data = event.data as { n: number; nested: { list: number[] } };
+        data.n = -1;
+        data.nested.list.push(-1);
+        event.tags.push('vandal');
+        event.metadata.vandal = true;
+      }
+    };
+    const expectPristine = async () => {
+      for (const source of sources) {
+        const events = await db.read(source).toArray();
+        expect(events.length, JSON.stringify(source)).toBeGreaterThan(0);
+        for (const event of events) {
+          expect(event.data).toEqual(original((event.data as { n: number }).n));
+          expect(event.tags).toEqual(['box']);
+          expect(event.metadata).toEqual({});
+        }
+        vandalise(events);
+      }
+    };
+    level.closeGate();
+    await db.appendStream('box-1', [1, 2, 3].map((n) => ({ type: 'Put', data: original(n), tags: ['box'] })));
+    await pastApplyDelay();
+    await expectPristine(); // from the tail
+    await expectPristine();
+    level.openGate();
+    expect((await db.verify()).ok).toBe(true);
+    await expectPristine(); // from LevelDB
+    await expectPristine();
+    await db.close();
+  });
+
   it('appends wait (never fail) while the tail is full, and continue once the apply catches up', async () => {
     const level = new GatedLevel();
     const db = await FactStore.open(DB, { fs: new SimFileSystem(), level });

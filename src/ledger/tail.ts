@@ -30,13 +30,21 @@ export type TailSource =
 
 const COMPACT_AFTER_CHUNKS = 1024;
 
-/** Events read from a chunk's bytes, not the caller's objects (which the caller may change). */
+/**
+ * What the ledger holds, decoded from a chunk's bytes (not the appending caller's objects, which
+ * it may change). This copy only serves matching on data; events handed out are decoded afresh
+ * for every read, since a reader may change them too.
+ */
 const decodedChunks = new WeakMap<TailChunk, DecodedChunk>();
+
+function decode(chunk: TailChunk): DecodedChunk {
+  return decodeChunk(chunk.bytes, `at position ${chunk.firstPosition} (not yet applied)`);
+}
 
 function stored(chunk: TailChunk): DecodedChunk {
   let decoded = decodedChunks.get(chunk);
   if (decoded === undefined) {
-    decoded = decodeChunk(chunk.bytes, `at position ${chunk.firstPosition} (not yet applied)`);
+    decoded = decode(chunk);
     decodedChunks.set(chunk, decoded);
   }
   return decoded;
@@ -73,12 +81,14 @@ export class TailSnapshot {
       if (!chunkMayMatch(source, chunk.planned)) continue;
       const tuples = chunk.planned.tuples;
       const size = tuples.length;
+      let handedOut: DecodedChunk | null = null;
       for (let eventStep = 0; eventStep < size; eventStep++) {
         const index = forward ? eventStep : size - 1 - eventStep;
         const number = source.kind === 'stream' ? chunk.planned.firstStreamPosition + index : chunk.firstPosition + index;
         if (from !== undefined && (forward ? number < from : number > from)) continue;
         if (!tupleMatches(source, chunk, index, tuples[index]!)) continue;
-        yield recordedEvent(stored(chunk), chunk.firstPosition, index, this.#ids);
+        handedOut ??= decode(chunk);
+        yield recordedEvent(handedOut, chunk.firstPosition, index, this.#ids);
         if (--remaining <= 0) return;
       }
     }

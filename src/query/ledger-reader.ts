@@ -11,7 +11,6 @@ import type { GeneratedIds } from '../ledger/ids.js';
 import type { RecordedEvent } from '../types.js';
 
 export const READ_BATCH_ENTRIES = 128;
-export const CHUNK_CACHE_ENTRIES_MAX = 64;
 
 export interface ScanOptions {
   from: number | undefined;
@@ -28,8 +27,6 @@ export interface IndexHit {
 
 export class LedgerReader {
   readonly #db: LevelDatabase;
-  /** Chunks never change once written, so cached decodes stay valid. */
-  readonly #cache = new Map<number, DecodedChunk>();
 
   readonly #ids: GeneratedIds;
 
@@ -38,14 +35,13 @@ export class LedgerReader {
     this.#ids = ids;
   }
 
+  /**
+   * The chunks at `firstPositions`, each decoded once. Never cached across calls: the events
+   * handed out share the decoded values, which a caller may change.
+   */
   async chunks(firstPositions: readonly number[]): Promise<Map<number, DecodedChunk>> {
     const found = new Map<number, DecodedChunk>();
-    const missing: number[] = [];
-    for (const first of firstPositions) {
-      const cached = this.#cache.get(first);
-      if (cached) found.set(first, cached);
-      else if (!missing.includes(first)) missing.push(first);
-    }
+    const missing = [...new Set(firstPositions)];
     if (missing.length > 0) {
       const values = await this.#db.getMany<Uint8Array, Uint8Array>(missing.map((position) => ledgerKey(position)), VIEW);
       for (const [index, first] of missing.entries()) {
@@ -55,20 +51,10 @@ export class LedgerReader {
             details: { chunk: first },
           });
         }
-        const chunk = decodeChunk(value, String(first));
-        this.#remember(first, chunk);
-        found.set(first, chunk);
+        found.set(first, decodeChunk(value, String(first)));
       }
     }
     return found;
-  }
-
-  #remember(first: number, chunk: DecodedChunk): void {
-    if (this.#cache.size >= CHUNK_CACHE_ENTRIES_MAX) {
-      const oldest = this.#cache.keys().next();
-      if (!oldest.done) this.#cache.delete(oldest.value);
-    }
-    this.#cache.set(first, chunk);
   }
 
   /** Events of positions `hits` (in the given order). */
