@@ -688,6 +688,19 @@ export function describeStoreSuite(name: string, makeOptions: () => OptionsFor):
         expect(await db.streamVersion('acc-10')).toBe(1);
       });
 
+      it("appends too large for one WAL record are refused up front; many that together are too large share several records", async () => {
+        const db = await openStore(undefined, { wal: { maxRecordSizeBytes: 4096 } });
+        const event = (n: number) => ({ type: 'Sized', data: { n, pad: 'x'.repeat(900) } });
+        const error = await expectFactError(() => db.append(range(1, 5).map(event)), 'FACT_INVALID_ARGUMENT', /needs a \d+-byte WAL record, above the WAL's maxRecordSizeBytes 4096/);
+        expect(error.details).toMatchObject({ maxRecordSizeBytes: 4096 });
+        expect(await db.head()).toBe(0);
+        // Twenty concurrent appends of ≈ 1 KB: one group would need ≈ 20 KB; they go in several.
+        const results = await Promise.all(range(1, 20).map((n) => db.appendStream(`sized-${n}`, event(n))));
+        expect(results.map((result) => result.position).sort((a, b) => a - b)).toEqual(range(1, 20));
+        expect(await db.append(range(1, 3).map(event))).toEqual({ position: 23, count: 3 });
+        expect((await db.verify()).ok).toBe(true);
+      });
+
       it('50 writers reading the version and appending with it: exactly one succeeds per version', async () => {
         const db = await openStore();
         const WRITERS = 50;

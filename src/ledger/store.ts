@@ -58,6 +58,11 @@ const INDEX_UPGRADABLE_FORMAT_VERSIONS: readonly number[] = [1];
 export const DEFAULT_CHECKPOINT_EVERY_BYTES = 8 * 1024 * 1024;
 export const STREAM_VERSION_CACHE_ENTRIES_MAX = 100_000;
 export const GROUP_APPENDS_MAX = 1024;
+/** A group's commit record also stays below this (and below the WAL's maxRecordSizeBytes). */
+export const GROUP_PAYLOAD_SIZE_BYTES_MAX = 16 * 1024 * 1024;
+/** Commit-record bytes per chunk besides its tuples: length, chunk header; plus the stream id. */
+const CHUNK_OVERHEAD_SIZE_BYTES = 4 + 19;
+const COMMIT_HEADER_SIZE_BYTES = 12;
 const REPLAY_BATCH_EVENTS = 4096;
 const READ_BATCH_EVENTS = 128;
 export const NEWEST_POSITIONS_ENTRIES_MAX = 100_000;
@@ -603,6 +608,14 @@ export class FactStore implements AsyncDisposable {
       this.#checkOpen(method);
       if (this.#failure) throw this.#failure;
       const prepared = prepareEvents(events, method);
+      const recordBytes = commitSizeBytes(prepared, stream);
+      if (recordBytes > this.#wal.maxRecordSizeBytes) {
+        // Refused before it reaches the WAL, which would refuse it by failing for good.
+        throw invalid(`${method}: the append needs a ${recordBytes}-byte WAL record, above the WAL's maxRecordSizeBytes ${this.#wal.maxRecordSizeBytes}`, {
+          sizeBytes: recordBytes,
+          maxRecordSizeBytes: this.#wal.maxRecordSizeBytes,
+        });
+      }
       // Queued at once, so appends are planned in call order; a condition on a data field without
       // an index has the writer build that index before it plans the group.
       return new Promise<AppendResult | StreamAppendResult>((resolve, reject) => {
@@ -644,14 +657,40 @@ export class FactStore implements AsyncDisposable {
         if (!this.#applyRun) break; // failed: the group is rejected below
         await this.#applyRun;
       }
-      const group = this.#queue.splice(0, GROUP_APPENDS_MAX);
+      const group = this.#takeGroup();
       lastGroupSize = group.length;
       if (this.#failure) {
         for (const request of group) request.reject(this.#failure);
         continue;
       }
-      await this.#commitGroup(group);
+      try {
+        await this.#commitGroup(group);
+      } catch (error) {
+        // A bug, not an I/O failure (those are handled inside): stop rather than hang the group.
+        this.#fail(
+          isFactError(error) ? error : new FactError('FACT_ASSERTION', `the writer of ${this.path} failed unexpectedly; reopen the database`, { cause: error }),
+        );
+        for (const request of group) request.reject(this.#failure!);
+      }
     }
+  }
+
+  /**
+   * The next appends in call order, as many as share one commit record: at most
+   * GROUP_APPENDS_MAX, and a record within GROUP_PAYLOAD_SIZE_BYTES_MAX and the WAL's limit (an
+   * append alone always fits: #submit refused larger ones).
+   */
+  #takeGroup(): AppendRequest[] {
+    const limitBytes = Math.min(GROUP_PAYLOAD_SIZE_BYTES_MAX, this.#wal.maxRecordSizeBytes);
+    let count = 0;
+    let sizeBytes = COMMIT_HEADER_SIZE_BYTES;
+    while (count < this.#queue.length && count < GROUP_APPENDS_MAX) {
+      const request = this.#queue[count]!;
+      sizeBytes += commitSizeBytes(request.events, request.stream) - COMMIT_HEADER_SIZE_BYTES;
+      if (count > 0 && sizeBytes > limitBytes) break;
+      count++;
+    }
+    return this.#queue.splice(0, count);
   }
 
   async #commitGroup(group: AppendRequest[]): Promise<void> {
@@ -716,6 +755,9 @@ export class FactStore implements AsyncDisposable {
     const chunks = planned.length === 1 ? planned[0]!.chunks : planned.flatMap((append) => append.chunks);
     // From the arena: the ledger keeps views of it (the chunks) until they are applied.
     const { payload, chunkBytes } = encodeCommitChunks(planned[0]!.firstPosition, chunks, this.#arena.allocate);
+    let expectedBytes = COMMIT_HEADER_SIZE_BYTES;
+    for (const { request } of planned) expectedBytes += commitSizeBytes(request.events, request.stream) - COMMIT_HEADER_SIZE_BYTES;
+    assert(payload.length === expectedBytes, 'the commit record is as large as #takeGroup reckoned');
     return { planned, payload, chunkBytes, logged: this.#wal.append(payload, { type: WAL_RECORD_COMMIT }) };
   }
 
@@ -1280,6 +1322,11 @@ function expectationViolation(expect: StreamExpectation, version: number): strin
   if (expect === 'none') return version === 0 ? null : 'already exists';
   if (expect === 'exists') return version > 0 ? null : 'does not exist';
   return version === expect ? null : 'is not at the expected version';
+}
+
+/** The commit-record bytes of one append on its own (docs/storage-format.md, "WAL records"). */
+function commitSizeBytes(events: PreparedEvents, stream: string): number {
+  return COMMIT_HEADER_SIZE_BYTES + events.sizeBytes + events.chunks.length * (CHUNK_OVERHEAD_SIZE_BYTES + Buffer.byteLength(stream));
 }
 
 function sameEvent(tuple: EventTuple, stream: string, event: RecordedEvent): boolean {

@@ -252,6 +252,11 @@ export class Wal implements AsyncDisposable {
     return this.#options.sync;
   }
 
+  /** The largest payload append accepts. */
+  get maxRecordSizeBytes(): number {
+    return this.#options.maxRecordSizeBytes;
+  }
+
   /** Appends one record; resolves with its LSN once durable (per the sync mode). */
   append(payload: Uint8Array, options: WalAppendOptions = {}): Promise<number> {
     return this.#enqueue([payload], options, 'append');
