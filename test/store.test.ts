@@ -1108,6 +1108,17 @@ export function describeStoreSuite(name: string, makeOptions: () => OptionsFor):
         expect(await withLevel(db.path, dumpIndexes)).toEqual(healthy);
       });
 
+      it("verify() reports an id seed in LevelDB that differs from the WAL's (every generated id would have changed)", async () => {
+        let db = await openStore();
+        await seedCourses(db);
+        const ids = (await db.read().toArray()).map((event) => event.id);
+        db = await tamper(db, (level) => level.put<Uint8Array, Uint8Array>(metaKey('idSeed'), new Uint8Array(16).fill(7), VIEW));
+        expect((await db.read().toArray()).map((event) => event.id)).not.toEqual(ids);
+        const report = await db.verify();
+        expect(report.ok).toBe(false);
+        expect(report.problems.join('\n')).toMatch(/WAL record 1 logs the id seed [0-9a-f]{32}, but the store derives ids from 07070707/);
+      });
+
       it('verify() detects a missing ledger chunk', async () => {
         let db = await openStore();
         await seedCourses(db);

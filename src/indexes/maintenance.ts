@@ -1,7 +1,7 @@
 /** rebuildIndexes(), verify() and data-index builds: all derive index entries from the ledger with forEachIndexEntry. */
 import { decodeChunk, type DecodedChunk } from '../ledger/chunk.js';
-import { decodeCommit, WAL_RECORD_COMMIT } from '../ledger/commit-record.js';
-import { INDEX_KEY_SPACES, indexPrefix, KeySpace, ledgerKey, prefixBounds, readU64, spaceRange, utf8 } from '../ledger/keys.js';
+import { decodeCommit, WAL_RECORD_COMMIT, WAL_RECORD_ID_SEED } from '../ledger/commit-record.js';
+import { INDEX_KEY_SPACES, indexPrefix, KeySpace, ledgerKey, metaKey, prefixBounds, readU64, spaceRange, utf8 } from '../ledger/keys.js';
 import { ByteArena, VIEW, type BatchFactory, type LevelDatabase } from '../ledger/level.js';
 import type { Wal } from '../wal/wal.js';
 import { forEachIndexEntry } from './entries.js';
@@ -88,7 +88,7 @@ function hex(key: Uint8Array): string {
   return Buffer.from(key).toString('hex');
 }
 
-export async function verifyStore(db: LevelDatabase, wal: Wal, head: number, dataFields: readonly string[]): Promise<VerifyReport> {
+export async function verifyStore(db: LevelDatabase, wal: Wal, head: number, dataFields: readonly string[], idSeed: Uint8Array): Promise<VerifyReport> {
   const problems: string[] = [];
   const report = (problem: string) => {
     if (problems.length < VERIFY_PROBLEMS_MAX) problems.push(problem);
@@ -149,7 +149,12 @@ export async function verifyStore(db: LevelDatabase, wal: Wal, head: number, dat
 
   // Every record still in the WAL must match the ledger byte for byte.
   let walRecordsChecked = 0;
+  const storedSeed = await db.get<Uint8Array, Uint8Array>(metaKey('idSeed'), VIEW);
+  if (storedSeed === undefined || !sameBytes(storedSeed, idSeed)) report(`M idSeed ${storedSeed === undefined ? 'is missing' : `is ${hex(storedSeed)}`}, but the store derives ids from ${hex(idSeed)}`);
   for await (const record of wal.replay({ from: wal.firstLsn })) {
+    if (record.type === WAL_RECORD_ID_SEED && !sameBytes(record.payload, idSeed)) {
+      report(`WAL record ${record.lsn} logs the id seed ${hex(record.payload)}, but the store derives ids from ${hex(idSeed)}`);
+    }
     if (record.type !== WAL_RECORD_COMMIT) continue;
     walRecordsChecked++;
     const commit = decodeCommit(record.payload, record.lsn);

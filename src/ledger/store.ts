@@ -381,7 +381,7 @@ export class FactStore implements AsyncDisposable {
   /** Checks ledger, indexes and WAL against each other. */
   async verify(): Promise<VerifyReport> {
     this.#checkOpen('verify');
-    return this.#exclusive(() => verifyStore(this.#db, this.#wal, this.#head, this.#dataFields));
+    return this.#exclusive(() => verifyStore(this.#db, this.#wal, this.#head, this.#dataFields, this.#ids.seed!));
   }
 
   /** Rebuilds every index from the ledger; the result is byte-identical to incremental indexes. */
