@@ -39,9 +39,9 @@ export function canonicalBytes(value: unknown): Uint8Array {
   return canonicalEncoder.encode(value);
 }
 
-/** Bytes of a chunk whose stream id is `streamBytes` (UTF-8) and whose tuples encode to `tuplesBytes`. */
-export function chunkSizeBytes(streamBytes: Uint8Array, tuplesBytes: Uint8Array): number {
-  return CHUNK_HEADER_FIXED_SIZE_BYTES + streamBytes.length + tuplesBytes.length;
+/** Bytes of a chunk whose stream id has `streamSizeBytes` of UTF-8 and whose tuples encode to `tuplesSizeBytes`. */
+export function chunkSizeBytes(streamSizeBytes: number, tuplesSizeBytes: number): number {
+  return CHUNK_HEADER_FIXED_SIZE_BYTES + streamSizeBytes + tuplesSizeBytes;
 }
 
 /** Writes a chunk at `offset` of `target` (chunkSizeBytes long); `streamBytes` is utf8(header.stream). */

@@ -17,6 +17,10 @@ function writeU32(target: Uint8Array, offset: number, value: number): void {
 export const WAL_RECORD_COMMIT = 1;
 /** The database's id seed (ids.ts): logged once, before the first event with a generated id. */
 export const WAL_RECORD_ID_SEED = 2;
+/** u64 first position, u32 chunk count. */
+const COMMIT_HEADER_SIZE_BYTES = 12;
+/** Each chunk's u32 length. */
+const CHUNK_LENGTH_SIZE_BYTES = 4;
 
 export interface CommitChunk {
   header: ChunkHeader;
@@ -34,31 +38,42 @@ export function encodeCommitChunks(
   chunks: readonly CommitChunk[],
   allocate: Allocate = freshBytes,
 ): { payload: Uint8Array; chunkBytes: Uint8Array[] } {
-  let size = 12;
-  for (const chunk of chunks) size += 4 + chunkSizeBytes(chunk.streamBytes, chunk.tuplesBytes);
+  let size = COMMIT_HEADER_SIZE_BYTES;
+  for (const chunk of chunks) size += commitChunkSizeBytes(chunk.streamBytes.length, chunk.tuplesBytes.length);
   const payload = allocate(size);
   writeU64(payload, 0, firstPosition);
   writeU32(payload, 8, chunks.length);
   const chunkBytes: Uint8Array[] = [];
-  let offset = 12;
+  let offset = COMMIT_HEADER_SIZE_BYTES;
   for (const chunk of chunks) {
-    const length = chunkSizeBytes(chunk.streamBytes, chunk.tuplesBytes);
+    const length = chunkSizeBytes(chunk.streamBytes.length, chunk.tuplesBytes.length);
     writeU32(payload, offset, length);
-    writeChunk(payload, offset + 4, chunk.header, chunk.streamBytes, chunk.tuplesBytes);
-    chunkBytes.push(payload.subarray(offset + 4, offset + 4 + length));
-    offset += 4 + length;
+    const start = offset + CHUNK_LENGTH_SIZE_BYTES;
+    writeChunk(payload, start, chunk.header, chunk.streamBytes, chunk.tuplesBytes);
+    chunkBytes.push(payload.subarray(start, start + length));
+    offset = start + length;
   }
   return { payload, chunkBytes };
 }
 
+/** What one chunk adds to a commit record: its length and the chunk. */
+export function commitChunkSizeBytes(streamSizeBytes: number, tuplesSizeBytes: number): number {
+  return CHUNK_LENGTH_SIZE_BYTES + chunkSizeBytes(streamSizeBytes, tuplesSizeBytes);
+}
+
+/** The size of a commit record whose chunks add `chunksSizeBytes` (see commitChunkSizeBytes). */
+export function commitSizeBytes(chunksSizeBytes: number): number {
+  return COMMIT_HEADER_SIZE_BYTES + chunksSizeBytes;
+}
+
 export function decodeCommit(bytes: Uint8Array, lsn: number): { firstPosition: number; chunks: Uint8Array[] } {
   const bad = () => new FactError('FACT_CORRUPTION', `WAL record ${lsn} is not a valid commit record`, { details: { lsn } });
-  if (bytes.length < 12) throw bad();
+  if (bytes.length < COMMIT_HEADER_SIZE_BYTES) throw bad();
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const firstPosition = readU64(bytes, 0);
   const count = view.getUint32(8);
   const chunks: Uint8Array[] = [];
-  let offset = 12;
+  let offset = COMMIT_HEADER_SIZE_BYTES;
   for (let index = 0; index < count; index++) {
     if (offset + 4 > bytes.length) throw bad();
     const length = view.getUint32(offset);

@@ -26,7 +26,7 @@ import { canonicalBytes, decodeChunk, decodeTuples, type DecodedChunk, type Even
 import { indexPrefix, indexRange, KeySpace, ledgerKey, metaKey, nameKey, prefixBounds, readU64, spaceRange, u64, u64Pair, utf8, utf8Decode } from './keys.js';
 import { GeneratedIds, ID_SEED_SIZE_BYTES, newIdSeed } from './ids.js';
 import { batchFactory, ByteArena, VIEW, type BatchFactory, type LevelDatabase } from './level.js';
-import { decodeCommit, encodeCommitChunks, WAL_RECORD_COMMIT, WAL_RECORD_ID_SEED } from './commit-record.js';
+import { commitChunkSizeBytes, commitSizeBytes, decodeCommit, encodeCommitChunks, WAL_RECORD_COMMIT, WAL_RECORD_ID_SEED } from './commit-record.js';
 import { UnappliedTail, type TailChunk, type TailSnapshot, type TailSource } from './tail.js';
 import {
   checkExpectation,
@@ -60,9 +60,6 @@ export const STREAM_VERSION_CACHE_ENTRIES_MAX = 100_000;
 export const GROUP_APPENDS_MAX = 1024;
 /** A group's commit record also stays below this (and below the WAL's maxRecordSizeBytes). */
 export const GROUP_PAYLOAD_SIZE_BYTES_MAX = 16 * 1024 * 1024;
-/** Commit-record bytes per chunk besides its tuples: length, chunk header; plus the stream id. */
-const CHUNK_OVERHEAD_SIZE_BYTES = 4 + 19;
-const COMMIT_HEADER_SIZE_BYTES = 12;
 const REPLAY_BATCH_EVENTS = 4096;
 const READ_BATCH_EVENTS = 128;
 export const NEWEST_POSITIONS_ENTRIES_MAX = 100_000;
@@ -103,6 +100,8 @@ interface AppendRequest {
   expect: StreamExpectation;
   condition: CheckedCondition | null;
   events: PreparedEvents;
+  /** What the append's chunks add to a commit record (commitChunkSizeBytes), reckoned once. */
+  chunksSizeBytes: number;
   timestamp: number;
   /** The stream's stored version, read while the append was validated (see #prefetchStreamVersion). */
   versionPrefetch: VersionPrefetch | null;
@@ -608,7 +607,10 @@ export class FactStore implements AsyncDisposable {
       this.#checkOpen(method);
       if (this.#failure) throw this.#failure;
       const prepared = prepareEvents(events, method);
-      const recordBytes = commitSizeBytes(prepared, stream);
+      const streamSizeBytes = Buffer.byteLength(stream);
+      let chunksSizeBytes = 0;
+      for (const chunk of prepared.chunks) chunksSizeBytes += commitChunkSizeBytes(streamSizeBytes, chunk.tuplesBytes.length);
+      const recordBytes = commitSizeBytes(chunksSizeBytes);
       if (recordBytes > this.#wal.maxRecordSizeBytes) {
         // Refused before it reaches the WAL, which would refuse it by failing for good.
         throw invalid(`${method}: the append needs a ${recordBytes}-byte WAL record, above the WAL's maxRecordSizeBytes ${this.#wal.maxRecordSizeBytes}`, {
@@ -619,7 +621,7 @@ export class FactStore implements AsyncDisposable {
       // Queued at once, so appends are planned in call order; a condition on a data field without
       // an index has the writer build that index before it plans the group.
       return new Promise<AppendResult | StreamAppendResult>((resolve, reject) => {
-        this.#queue.push({ method, stream, expect, condition, events: prepared, timestamp: Date.now(), versionPrefetch, resolve, reject });
+        this.#queue.push({ method, stream, expect, condition, events: prepared, chunksSizeBytes, timestamp: Date.now(), versionPrefetch, resolve, reject });
         this.#kickWriter();
       });
     } catch (error) {
@@ -683,11 +685,10 @@ export class FactStore implements AsyncDisposable {
   #takeGroup(): AppendRequest[] {
     const limitBytes = Math.min(GROUP_PAYLOAD_SIZE_BYTES_MAX, this.#wal.maxRecordSizeBytes);
     let count = 0;
-    let sizeBytes = COMMIT_HEADER_SIZE_BYTES;
+    let chunksSizeBytes = 0;
     while (count < this.#queue.length && count < GROUP_APPENDS_MAX) {
-      const request = this.#queue[count]!;
-      sizeBytes += commitSizeBytes(request.events, request.stream) - COMMIT_HEADER_SIZE_BYTES;
-      if (count > 0 && sizeBytes > limitBytes) break;
+      chunksSizeBytes += this.#queue[count]!.chunksSizeBytes;
+      if (count > 0 && commitSizeBytes(chunksSizeBytes) > limitBytes) break;
       count++;
     }
     return this.#queue.splice(0, count);
@@ -755,9 +756,9 @@ export class FactStore implements AsyncDisposable {
     const chunks = planned.length === 1 ? planned[0]!.chunks : planned.flatMap((append) => append.chunks);
     // From the arena: the ledger keeps views of it (the chunks) until they are applied.
     const { payload, chunkBytes } = encodeCommitChunks(planned[0]!.firstPosition, chunks, this.#arena.allocate);
-    let expectedBytes = COMMIT_HEADER_SIZE_BYTES;
-    for (const { request } of planned) expectedBytes += commitSizeBytes(request.events, request.stream) - COMMIT_HEADER_SIZE_BYTES;
-    assert(payload.length === expectedBytes, 'the commit record is as large as #takeGroup reckoned');
+    let chunksSizeBytes = 0;
+    for (const { request } of planned) chunksSizeBytes += request.chunksSizeBytes;
+    assert(payload.length === commitSizeBytes(chunksSizeBytes), 'the commit record is as large as #takeGroup reckoned');
     return { planned, payload, chunkBytes, logged: this.#wal.append(payload, { type: WAL_RECORD_COMMIT }) };
   }
 
@@ -1322,11 +1323,6 @@ function expectationViolation(expect: StreamExpectation, version: number): strin
   if (expect === 'none') return version === 0 ? null : 'already exists';
   if (expect === 'exists') return version > 0 ? null : 'does not exist';
   return version === expect ? null : 'is not at the expected version';
-}
-
-/** The commit-record bytes of one append on its own (docs/storage-format.md, "WAL records"). */
-function commitSizeBytes(events: PreparedEvents, stream: string): number {
-  return COMMIT_HEADER_SIZE_BYTES + events.sizeBytes + events.chunks.length * (CHUNK_OVERHEAD_SIZE_BYTES + Buffer.byteLength(stream));
 }
 
 function sameEvent(tuple: EventTuple, stream: string, event: RecordedEvent): boolean {

@@ -77,8 +77,6 @@ export interface PreparedEvents {
   /** Whether the caller chose any id (only then can an append be a retry or reuse a stored id). */
   callerIds: boolean;
   count: number;
-  /** The bytes of the events' tuples (what the append adds to its WAL record, besides headers). */
-  sizeBytes: number;
 }
 
 /** Validates, normalises and encodes the events of one append. */
@@ -124,9 +122,7 @@ export function prepareEvents(input: unknown, method: string): PreparedEvents {
     }
     chunks.push({ tuples: slice, tuplesBytes });
   }
-  let sizeBytes = 0;
-  for (const chunk of chunks) sizeBytes += chunk.tuplesBytes.length;
-  return { chunks, ids, callerIds: callerIdCount > 0, count: tuples.length, sizeBytes };
+  return { chunks, ids, callerIds: callerIdCount > 0, count: tuples.length };
 }
 
 /** The error checkName throws for a value isValidName refused. */
