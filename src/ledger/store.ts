@@ -1044,7 +1044,8 @@ export class FactStore implements AsyncDisposable {
   async #applyTail(): Promise<void> {
     for (let first = true; first || (this.#tail.events >= APPLY_BATCH_EVENTS && !this.#planning); first = false) {
       if (this.#failure) return;
-      const chunks = this.#tail.chunks;
+      const chunks = await this.#durableTailChunks();
+      if (chunks.length === 0) return;
       const batch = this.#newBatch();
       const put = (key: Uint8Array, value: Uint8Array) => batch.put(key, value);
       // Only the newest chunk of a stream in this batch writes the stream's version.
@@ -1073,6 +1074,33 @@ export class FactStore implements AsyncDisposable {
       this.#appliedHead = last;
       this.#appliedLsn = newest.lsn;
     }
+  }
+
+  /**
+   * The oldest chunks of the tail whose WAL record is durable: LevelDB, which makes its tables
+   * durable on its own, must never hold an event that a power loss can take from the WAL, or the
+   * database would not open again (recovery row 6). With sync 'none' appends resolve before
+   * their record is synced: the apply then asks the WAL for a sync (appends never wait for it).
+   */
+  async #durableTailChunks(): Promise<readonly TailChunk[]> {
+    let chunks = this.#tail.chunks;
+    if (chunks.length > 0 && chunks[0]!.lsn > this.#wal.durableLsn) {
+      try {
+        await this.#wal.sync();
+      } catch (error) {
+        this.#fail(
+          new FactError('FACT_WAL_POISONED', `the write-ahead log of ${this.path} failed to sync; no further appends are accepted until the database is reopened`, {
+            cause: error,
+          }),
+        );
+        return [];
+      }
+      chunks = this.#tail.chunks;
+    }
+    const durableLsn = this.#wal.durableLsn;
+    let count = 0;
+    while (count < chunks.length && chunks[count]!.lsn <= durableLsn) count++;
+    return count === chunks.length ? chunks : chunks.slice(0, count);
   }
 
   /** Applies until the tail is empty, or the apply failed. */
