@@ -10,9 +10,11 @@ export const KeySpace = {
   category: 0x4b, // K
   id: 0x49, // I
   data: 0x44, // D
+  /** rebuildIndexes()'s shadow of the index spaces: `R` + an index key (docs/storage-format.md, "Rebuilds"). */
+  rebuild: 0x52, // R
 } as const;
 
-/** Key spaces derived from the ledger alone: cleared and rewritten by rebuildIndexes(). */
+/** Key spaces derived from the ledger alone, which rebuildIndexes() makes equal to a rebuild. */
 export const INDEX_KEY_SPACES = [
   KeySpace.stream,
   KeySpace.streams,

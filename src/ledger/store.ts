@@ -42,6 +42,9 @@ import {
 } from './validation.js';
 import {
   buildDataIndexes,
+  clearDataIndex,
+  clearRebuildShadow,
+  clearUnrecordedDataIndexes,
   rebuildIndexes,
   verifyStore,
   type DataIndexProgress,
@@ -215,12 +218,16 @@ export class FactStore implements AsyncDisposable {
   #checkpointRun: Promise<void> | null = null;
   #closing: Promise<void> | null = null;
   #closed = false;
-  /** Index maintenance (rebuild, verify) during which appends wait. */
+  /** A short section (see #exclusive) during which appends wait. */
   #maintenance: Promise<unknown> | null = null;
+  /** Index maintenance (rebuild, verify, data-index builds) runs one at a time, appends going on. */
+  #maintenanceChain: Promise<unknown> = Promise.resolve();
   /** Newest position per tag or type index ('G'/'T' + name), for condition checks; bounded. */
   readonly #newestPositions = new Map<string, number>();
-  /** Data fields with an index, in order; recorded under `M dataFields`. */
+  /** Data fields with a complete index, in order; recorded under `M dataFields`. */
   #dataFields: string[] = [];
+  /** Data fields whose entries the write path writes: #dataFields and those being built. */
+  #applyDataFields: string[] = [];
   readonly #declaredDataFields: string[];
   readonly #onIndexBuild: ((progress: DataIndexProgress) => void) | undefined;
 
@@ -380,19 +387,56 @@ export class FactStore implements AsyncDisposable {
   /** Checks ledger, indexes and WAL against each other. */
   async verify(): Promise<VerifyReport> {
     this.#checkOpen('verify');
-    return this.#exclusive(() => verifyStore(this.#db, this.#wal, this.#head, this.#dataFields, this.#ids.seed!));
+    return this.#maintenanceTurn(async () => {
+      if (!this.#db.supports.explicitSnapshots) {
+        return this.#exclusive(() => verifyStore(this.#db, this.#wal, this.#head, this.#dataFields, this.#ids.seed!, undefined));
+      }
+      // A snapshot of LevelDB holding exactly the events through the head, then appends go on.
+      const { snapshot, head } = await this.#exclusive(() => Promise.resolve({ snapshot: this.#db.snapshot(), head: this.#head }));
+      try {
+        return await verifyStore(this.#db, this.#wal, head, this.#dataFields, this.#ids.seed!, snapshot);
+      } finally {
+        await snapshot.close();
+      }
+    });
   }
 
   /** Rebuilds every index from the ledger; the result is byte-identical to incremental indexes. */
   async rebuildIndexes(options: { onProgress?: (progress: RebuildProgress) => void } = {}): Promise<{ events: number }> {
     this.#checkOpen('rebuildIndexes');
     if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalid('rebuildIndexes: onProgress must be a function');
-    const result = await this.#exclusive(() =>
-      this.#underRebuildMarker(() => rebuildIndexes(this.#db, this.#newBatch, this.#head, this.#dataFields, options.onProgress)),
-    );
-    this.#streamVersions.clear();
-    this.#versionEpoch++;
-    return result;
+    return this.#maintenanceTurn(async () => {
+      const { events } = await this.#rebuild(options.onProgress);
+      return { events };
+    });
+  }
+
+  /**
+   * rebuildIndexes() while appends go on (maintenance.ts): LevelDB holds every event through the
+   * head taken here, the later ones are the apply's.
+   */
+  async #rebuild(onProgress?: (progress: RebuildProgress) => void): Promise<{ events: number; changes: number }> {
+    const head = await this.#exclusive(() => Promise.resolve(this.#head));
+    const pause = <T>(work: (latest: number) => Promise<T>) =>
+      this.#exclusive(async () => {
+        const result = await work(this.#head);
+        // Cached versions and newest positions may have been read from entries the rebuild changed.
+        this.#streamVersions.clear();
+        this.#versionEpoch++;
+        this.#newestPositions.clear();
+        return result;
+      });
+    return rebuildIndexes(this.#db, this.#newBatch, head, this.#dataFields, pause, onProgress);
+  }
+
+  /** Runs `work` after every index maintenance started before it; appends are not held back. */
+  #maintenanceTurn<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#maintenanceChain.then(() => {
+      this.#checkOpen('maintenance');
+      return work();
+    });
+    this.#maintenanceChain = run.catch(() => undefined);
+    return run;
   }
 
   /**
@@ -572,25 +616,38 @@ export class FactStore implements AsyncDisposable {
     }
   }
 
-  /** Builds the indexes of data fields that have none yet (appends wait meanwhile). */
+  /** Builds the indexes of data fields that have none yet; appends go on meanwhile. */
   async #ensureDataIndexes(fields: readonly string[]): Promise<void> {
     if (fields.every((field) => this.#dataFields.includes(field))) return;
-    await this.#exclusive(() => this.#buildMissingDataIndexes(fields));
+    await this.#maintenanceTurn(() => this.#buildMissingDataIndexes(fields));
   }
 
-  /** Only with no append in flight: inside #exclusive, or by the writer before it plans. */
+  /**
+   * Indexes data fields over the whole ledger: from the head taken here the write path writes
+   * their entries, and the ledger through it is indexed meanwhile. Queries on a field wait for
+   * its build; nothing else does. The field is recorded complete only after a barrier made its
+   * entries durable; until then no read trusts them, and a crash leaves entries the next build
+   * clears first.
+   */
   async #buildMissingDataIndexes(fields: readonly string[]): Promise<void> {
-    const missing = fields.filter((field) => !this.#dataFields.includes(field));
+    const missing = [...new Set(fields.filter((field) => !this.#dataFields.includes(field)))];
     if (missing.length === 0) return;
-    await this.#drainApply();
+    for (const field of missing) await clearDataIndex(this.#db, field);
     const recorded = [...new Set([...this.#dataFields, ...missing])].sort();
-    // Under the marker, a crash before its final barrier makes recovery rebuild every index, so
-    // the entries and the record of the field need no barrier of their own in between.
-    await this.#underRebuildMarker(async () => {
-      await buildDataIndexes(this.#db, this.#newBatch, this.#head, [...new Set(missing)], this.#onIndexBuild);
-      await this.#db.put<Uint8Array, Uint8Array>(metaKey('dataFields'), metaEncoder.encode(recorded), VIEW);
+    // With the tail drained, every chunk planned from now on decodes its data for the new fields.
+    const head = await this.#exclusive(() => {
+      this.#applyDataFields = recorded;
+      return Promise.resolve(this.#head);
     });
-    this.#dataFields = recorded;
+    try {
+      await buildDataIndexes(this.#db, this.#newBatch, head, missing, this.#onIndexBuild);
+      await durabilityBarrier(this.#db);
+      await this.#db.put<Uint8Array, Uint8Array>(metaKey('dataFields'), metaEncoder.encode(recorded), VIEW);
+      this.#dataFields = recorded;
+    } finally {
+      // A failed build leaves entries that the next one clears first.
+      this.#applyDataFields = this.#dataFields;
+    }
   }
 
   // ------------------------------------------------------------------ write path
@@ -618,12 +675,18 @@ export class FactStore implements AsyncDisposable {
           maxRecordSizeBytes: this.#wal.maxRecordSizeBytes,
         });
       }
-      // Queued at once, so appends are planned in call order; a condition on a data field without
-      // an index has the writer build that index before it plans the group.
-      return new Promise<AppendResult | StreamAppendResult>((resolve, reject) => {
-        this.#queue.push({ method, stream, expect, condition, events: prepared, chunksSizeBytes, timestamp: Date.now(), versionPrefetch, resolve, reject });
-        this.#kickWriter();
-      });
+      const enqueue = () =>
+        new Promise<AppendResult | StreamAppendResult>((resolve, reject) => {
+          this.#checkOpen(method);
+          this.#queue.push({ method, stream, expect, condition, events: prepared, chunksSizeBytes, timestamp: Date.now(), versionPrefetch, resolve, reject });
+          this.#kickWriter();
+        });
+      // Queued at once, so appends are planned in call order; one whose condition needs a data
+      // index not built yet is queued once it is (the writer never waits for a build).
+      if (condition !== null && condition.query.dataFields.some((field) => !this.#dataFields.includes(field))) {
+        return this.#ensureDataIndexes(condition.query.dataFields).then(enqueue);
+      }
+      return enqueue();
     } catch (error) {
       return Promise.reject(asError(error));
     }
@@ -769,21 +832,22 @@ export class FactStore implements AsyncDisposable {
    * tenth of a lone writer's append besides its fdatasync).
    */
   #readForPlan(group: AppendRequest[]): Promise<PlanReads> | PlanReads {
-    let dataFields: string[] | null = null;
     let streamsMissing = false;
     let callerIds = false;
     let conditions = false;
     for (const request of group) {
       if (request.condition) {
         conditions = true;
-        for (const field of request.condition.query.dataFields) if (!this.#dataFields.includes(field)) (dataFields ??= []).push(field);
+        assert(
+          request.condition.query.dataFields.every((field) => this.#dataFields.includes(field)),
+          'a condition is queued once its data indexes are built (#submit)',
+        );
       }
       if (request.stream !== '' && !this.#streamVersions.has(request.stream)) streamsMissing = true;
       if (request.events.callerIds) callerIds = true;
     }
-    if (dataFields === null && !streamsMissing && !callerIds && !conditions) return NOTHING_READ;
+    if (!streamsMissing && !callerIds && !conditions) return NOTHING_READ;
     return (async () => {
-      if (dataFields !== null) await this.#buildMissingDataIndexes(dataFields);
       if (streamsMissing) await this.#loadStreamVersions(group);
       const existingIds = callerIds ? await this.#lookUpIds(group) : NOTHING_READ.existingIds;
       // Committed conflicts: LevelDB and the unapplied tail hold every committed event.
@@ -867,7 +931,7 @@ export class FactStore implements AsyncDisposable {
       for (const chunk of events.chunks) {
         // Data indexes and condition checks must see what the ledger holds (the bytes encoded when
         // append was called), not the caller's objects: changed since, or not round-tripping.
-        const tuples = this.#dataFields.length > 0 ? decodeTuples(chunk.tuplesBytes, `planned at position ${chunkFirst}`) : chunk.tuples;
+        const tuples = this.#applyDataFields.length > 0 ? decodeTuples(chunk.tuplesBytes, `planned at position ${chunkFirst}`) : chunk.tuples;
         const header = { timestamp: request.timestamp, stream: request.stream, firstStreamPosition: request.stream === '' ? 0 : chunkStreamPosition, tuples };
         chunks.push({ firstPosition: chunkFirst, header, streamBytes, tuplesBytes: chunk.tuplesBytes });
         chunkFirst += chunk.tuples.length;
@@ -1054,7 +1118,7 @@ export class FactStore implements AsyncDisposable {
       const texts = new Map<string, Uint8Array>();
       for (const chunk of chunks) {
         put(ledgerKey(chunk.firstPosition, this.#arena.allocate), chunk.bytes);
-        forEachIndexEntry(chunk.planned, chunk.firstPosition, put, this.#dataFields, newestOfStream.get(chunk.planned.stream) === chunk, this.#arena.allocate, texts);
+        forEachIndexEntry(chunk.planned, chunk.firstPosition, put, this.#applyDataFields, newestOfStream.get(chunk.planned.stream) === chunk, this.#arena.allocate, texts);
       }
       const newest = chunks[chunks.length - 1]!;
       const last = newest.firstPosition + newest.planned.tuples.length - 1;
@@ -1217,6 +1281,7 @@ export class FactStore implements AsyncDisposable {
     let loggedSeed: Uint8Array | undefined;
     const recordedFields = await db.get<Uint8Array, Uint8Array>(metaKey('dataFields'), VIEW);
     this.#dataFields = recordedFields === undefined ? [] : (metaEncoder.decode(recordedFields) as string[]);
+    this.#applyDataFields = this.#dataFields;
     const applied = await db.get<Uint8Array, Uint8Array>(metaKey('applied'), VIEW);
     let head = applied === undefined ? 0 : readU64(applied, 0);
     let appliedLsn = applied === undefined ? 0 : readU64(applied, 8);
@@ -1273,14 +1338,18 @@ export class FactStore implements AsyncDisposable {
     await this.#settleIdSeed(storedSeed, loggedSeed);
     await this.#checkpoint();
     if ((await db.get<Uint8Array, Uint8Array>(metaKey('rebuilding'), VIEW)) !== undefined) {
-      // An index rebuild or data-index build was cut short: its entries cannot be trusted.
-      await this.#underRebuildMarker(() => rebuildIndexes(db, this.#newBatch, this.#head, this.#dataFields));
+      // A format upgrade (or an older version's rebuild) was cut short: its entries cannot be trusted.
+      await this.#underRebuildMarker(() => this.#rebuild());
+    } else if ((await db.keys<Uint8Array>({ keyEncoding: 'view', ...spaceRange(KeySpace.rebuild), limit: 1 }).all()).length > 0) {
+      await clearRebuildShadow(db);
     }
+    await clearUnrecordedDataIndexes(db, this.#dataFields);
     await this.#ensureDataIndexes(this.#declaredDataFields);
   }
 
   async #close(): Promise<void> {
     try {
+      await this.#maintenanceChain;
       while (this.#maintenance) await this.#maintenance.catch(() => undefined);
       await this.#idle();
       await this.#checkpointRun;

@@ -369,6 +369,7 @@ export class Wal implements AsyncDisposable {
       const bytes = isActive
         ? await this.#readPrefix(segment, active.offsetBytes)
         : await this.#fs.readFile(segment.path).catch((error: unknown) => {
+            if ((error as { code?: unknown }).code === 'ENOENT' && !this.#segments.includes(segment)) return null;
             throw ioError('read', segment.path, error);
           });
       if (bytes === null) {
