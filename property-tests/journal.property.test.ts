@@ -35,7 +35,8 @@ type RawOp =
   | { kind: 'push'; id: number; size: number; fill: number }
   /** `sticky`: may ack a long-lived id (id-0, id-1); other acks leave them live, so they get carried. */
   | { kind: 'ack'; pick: number; sticky: boolean }
-  | { kind: 'fail'; pick: number; error: string; retryAtMs: number }
+  /** `asError`: fail with an Error of that name and code (string or integer) instead of the string. */
+  | { kind: 'fail'; pick: number; error: string; retryAtMs: number; asError: { name: string; code: string | number | null } | null }
   | { kind: 'clear' };
 
 interface Epoch {
@@ -55,6 +56,9 @@ const rawOp: fc.Arbitrary<RawOp> = fc.oneof(
       pick: fc.nat(),
       error: fc.string({ maxLength: 20 }),
       retryAtMs: fc.oneof(fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true })),
+      asError: fc.option(
+        fc.record({ name: fc.constantFrom('Error', 'TypeError', 'FactError'), code: fc.option(fc.oneof(fc.string({ maxLength: 8 }), fc.integer())) }),
+      ),
     }),
   },
   { weight: 1, arbitrary: fc.constant({ kind: 'clear' as const }) },
@@ -74,6 +78,12 @@ const epoch: fc.Arbitrary<Epoch> = fc.record({
   ),
 });
 
+function errorOf(message: string, { name, code }: { name: string; code: string | number | null }): Error {
+  const error = new Error(message);
+  error.name = name;
+  return code === null ? error : Object.assign(error, { code: code === 0 ? 0 : code }); // -0 is stored as 0
+}
+
 /** Turns raw ops into ops that are valid when issued in order, starting from `model`. */
 function concretise(steps: RawOp[][], model: JournalModel): JournalOp[][] {
   return steps.map((step) =>
@@ -88,7 +98,8 @@ function concretise(steps: RawOp[][], model: JournalModel): JournalOp[][] {
         if (candidates.length > 0) op = { kind: 'ack', id: candidates[raw.pick % candidates.length]! };
       } else if (raw.kind === 'fail') {
         const retryAtMs = raw.retryAtMs === 0 ? 0 : raw.retryAtMs; // -0 is stored as 0
-        if (live.length > 0) op = { kind: 'fail', id: live[raw.pick % live.length]!, error: raw.error, retryAtMs };
+        const error = raw.asError === null ? raw.error : errorOf(raw.error, raw.asError);
+        if (live.length > 0) op = { kind: 'fail', id: live[raw.pick % live.length]!, error, retryAtMs };
       } else {
         op = { kind: 'clear' };
       }

@@ -16,6 +16,7 @@ export const FactErrorCodes = [
   'FACT_DUPLICATE_EVENT_ID',
   'FACT_CORRUPTION',
   'FACT_ASSERTION',
+  'FACT_UNSUPPORTED_RUNTIME',
 ] as const;
 
 export type FactErrorCode = (typeof FactErrorCodes)[number];

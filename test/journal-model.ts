@@ -13,7 +13,7 @@ import type { SimFileSystem } from '../src/wal/sim-file-system.js';
 export type JournalOp =
   | { kind: 'push'; id: string; payload: Uint8Array }
   | { kind: 'ack'; id: string }
-  | { kind: 'fail'; id: string; error: string; retryAtMs: number }
+  | { kind: 'fail'; id: string; error: string | Error; retryAtMs: number }
   | { kind: 'clear' };
 
 export interface OpOutcome {
@@ -27,7 +27,23 @@ export interface ModelEntry {
   id: string;
   payload: string;
   attempts: number;
-  lastFailure: { error: string; retryAtMs: number } | null;
+  lastFailure: ModelFailure | null;
+}
+
+export interface ModelFailure {
+  error: string;
+  retryAtMs: number;
+  errorName?: string;
+  errorCode?: string | number;
+}
+
+/** What docs/journal.md says recover() returns for a fail: an Error keeps name, message and code. */
+export function modelFailure(error: string | Error, retryAtMs: number): ModelFailure {
+  if (typeof error === 'string') return { error, retryAtMs };
+  const code = (error as { code?: unknown }).code;
+  const failure: ModelFailure = { error: error.message, retryAtMs, errorName: error.name };
+  if (code !== undefined && code !== null) failure.errorCode = code as string | number;
+  return failure;
 }
 
 /** The model state: live entries in push order. */
@@ -69,7 +85,7 @@ export class JournalModel {
         const entry = this.entries.get(op.id);
         if (!entry) throw new Error(`model: fail of unknown ${op.id}`);
         entry.attempts += 1;
-        entry.lastFailure = { error: op.error, retryAtMs: op.retryAtMs };
+        entry.lastFailure = modelFailure(op.error, op.retryAtMs);
         break;
       }
       case 'clear':

@@ -118,6 +118,37 @@ describe('Journal basics', () => {
     await journal.close();
   });
 
+  it('fail takes an Error as well as a string: name, message and code are kept, across reopen', async () => {
+    const dir = tempDir();
+    let journal = await Journal.open(dir);
+    for (const id of ['plain', 'coded', 'numbered', 'fact', 'text']) await journal.push(id, bytes(id));
+    // A null code counts as none; cause and stack are not recorded.
+    const withCause = Object.assign(new TypeError('bad row 7', { cause: new Error('inner') }), { code: null });
+    await journal.fail('plain', { error: withCause, retryAtMs: 10 });
+    await journal.fail('coded', { error: Object.assign(new Error('connect refused'), { code: 'ECONNREFUSED' }), retryAtMs: 20 });
+    await journal.fail('numbered', { error: Object.assign(new RangeError(''), { code: 404 }), retryAtMs: 30 });
+    await journal.fail('fact', { error: new FactError('FACT_CONCURRENCY', 'stream s-1 moved'), retryAtMs: 40 });
+    await journal.fail('text', { error: 'just text', retryAtMs: 50 });
+    // An Error after a string replaces it whole, and a string after an Error too.
+    await journal.fail('text', { error: new Error('then an Error'), retryAtMs: 51 });
+    await journal.fail('text', { error: 'text again', retryAtMs: 52 });
+    const expected = [
+      { id: 'plain', payload: 'plain', attempts: 1, lastFailure: { error: 'bad row 7', retryAtMs: 10, errorName: 'TypeError' } },
+      { id: 'coded', payload: 'coded', attempts: 1, lastFailure: { error: 'connect refused', retryAtMs: 20, errorName: 'Error', errorCode: 'ECONNREFUSED' } },
+      { id: 'numbered', payload: 'numbered', attempts: 1, lastFailure: { error: '', retryAtMs: 30, errorName: 'RangeError', errorCode: 404 } },
+      { id: 'fact', payload: 'fact', attempts: 1, lastFailure: { error: 'stream s-1 moved', retryAtMs: 40, errorName: 'FactError', errorCode: 'FACT_CONCURRENCY' } },
+      { id: 'text', payload: 'text', attempts: 3, lastFailure: { error: 'text again', retryAtMs: 52 } },
+    ];
+    // toStrictEqual: no stack, no cause, no undefined errorCode key.
+    expect(summary(journal.recover())).toStrictEqual(expected);
+    await journal.close();
+    journal = await Journal.open(dir);
+    expect(summary(journal.recover())).toStrictEqual(expected);
+    await journal.fail('plain', { error: 'now a string', retryAtMs: 11 });
+    expect(journal.recover()[0]!.lastFailure).toStrictEqual({ error: 'now a string', retryAtMs: 11 });
+    await journal.close();
+  });
+
   it('clear drops every entry, durably; later pushes work', async () => {
     const dir = tempDir();
     let journal = await Journal.open(dir);
@@ -186,8 +217,23 @@ describe('Journal validation', () => {
       [bad.fail('live', { error: 'e', retryAtMs: '5' }), 'FACT_INVALID_ARGUMENT'],
       [bad.fail('live', { error: 5, retryAtMs: 1 }), 'FACT_INVALID_ARGUMENT'],
       [bad.fail('live', { error: 'x'.repeat(MAX_JOURNAL_ERROR_LENGTH + 1), retryAtMs: 1 }), 'FACT_INVALID_ARGUMENT'],
+      [bad.fail('live', { error: 'lone\uDC00', retryAtMs: 1 }), 'FACT_INVALID_ARGUMENT'],
+      // Neither a string nor an Error.
+      [bad.fail('live', { error: { name: 'Error', message: 'looks like one' }, retryAtMs: 1 }), 'FACT_INVALID_ARGUMENT'],
+      [bad.fail('live', { error: null, retryAtMs: 1 }), 'FACT_INVALID_ARGUMENT'],
+      [bad.fail('live', { retryAtMs: 1 }), 'FACT_INVALID_ARGUMENT'],
+      // Errors whose fields cannot be recorded as they are.
+      [bad.fail('live', { error: Object.assign(new Error('e'), { code: { errno: 5 } }), retryAtMs: 1 }), 'FACT_INVALID_ARGUMENT'],
+      [bad.fail('live', { error: Object.assign(new Error('e'), { code: 1.5 }), retryAtMs: 1 }), 'FACT_INVALID_ARGUMENT'],
+      [bad.fail('live', { error: Object.assign(new Error('e'), { name: 42 }), retryAtMs: 1 }), 'FACT_INVALID_ARGUMENT'],
+      [bad.fail('live', { error: new Error('lone\uD800'), retryAtMs: 1 }), 'FACT_INVALID_ARGUMENT'],
+      [bad.fail('live', { error: Object.assign(new Error('e'), { code: 'lone\uD800' }), retryAtMs: 1 }), 'FACT_INVALID_ARGUMENT'],
+      [bad.fail('live', { error: new Error('x'.repeat(MAX_JOURNAL_ERROR_LENGTH + 1)), retryAtMs: 1 }), 'FACT_INVALID_ARGUMENT'],
+      // The limit is on message, name and code together.
+      [bad.fail('live', { error: Object.assign(new Error('x'.repeat(MAX_JOURNAL_ERROR_LENGTH - 4)), { code: 'ELONG' }), retryAtMs: 1 }), 'FACT_INVALID_ARGUMENT'],
       // Fits a fail record, but the entry's carry record (payload + failure) could exceed the limit.
       [bad.fail('live', { error: 'x'.repeat(4070), retryAtMs: 1 }), 'FACT_WAL_RECORD_TOO_LARGE'],
+      [bad.fail('live', { error: Object.assign(new Error('x'.repeat(4050)), { code: 'E'.repeat(20) }), retryAtMs: 1 }), 'FACT_WAL_RECORD_TOO_LARGE'],
     ];
     for (const [promise, code] of cases) expect(await codeOf(promise)).toBe(code);
     expect(journal.recover()).toEqual(before);
@@ -288,13 +334,13 @@ describe('Journal compaction', () => {
       await journal.push(`job-${i}`, bytes('y'.repeat(100)));
       await journal.ack(`job-${i}`);
       if (i === 10) await journal.ack('gone');
-      if (i === 500) await journal.fail('old-2', { error: 'later', retryAtMs: 456 });
+      if (i === 500) await journal.fail('old-2', { error: Object.assign(new SyntaxError('later'), { code: 'E_LATER' }), retryAtMs: 456 });
       maxSegments = Math.max(maxSegments, segmentCount(dir));
     }
     await journal.push('new', bytes('third'));
     const expected = [
       { id: 'old-1', payload: 'first', attempts: 1, lastFailure: { error: 'flaky', retryAtMs: 123 } },
-      { id: 'old-2', payload: 'second', attempts: 1, lastFailure: { error: 'later', retryAtMs: 456 } },
+      { id: 'old-2', payload: 'second', attempts: 1, lastFailure: { error: 'later', retryAtMs: 456, errorName: 'SyntaxError', errorCode: 'E_LATER' } },
       { id: 'new', payload: 'third', attempts: 0, lastFailure: null },
     ];
     const entries = journal.recover();
@@ -357,6 +403,26 @@ describe('Journal replay', () => {
     await journal.close();
   });
 
+  it('replays fail and carry records of Error failures: [name, message] or [name, message, code]', async () => {
+    const dir = tempDir();
+    const T = JOURNAL_RECORD_TYPES;
+    await writeRecords(dir, [
+      [T.push, ['a', bytes('A')]], // 1
+      [T.push, ['b', bytes('B')]], // 2
+      [T.fail, ['a', ['TypeError', 'e1'], 10]], // 3
+      [T.carry, ['a', 1, bytes('A'), 1, ['TypeError', 'e1'], 10]], // 4
+      [T.fail, ['b', ['Error', 'e2', 'ECODE'], 20]], // 5
+      [T.carry, ['b', 2, bytes('B'), 1, ['Error', 'e2', 'ECODE'], 20]], // 6
+      [T.fail, ['b', ['RangeError', 'e3', 7], 30]], // 7
+    ]);
+    const journal = await Journal.open(dir);
+    expect(summary(journal.recover())).toStrictEqual([
+      { id: 'a', payload: 'A', attempts: 1, lastFailure: { error: 'e1', retryAtMs: 10, errorName: 'TypeError' } },
+      { id: 'b', payload: 'B', attempts: 2, lastFailure: { error: 'e3', retryAtMs: 30, errorName: 'RangeError', errorCode: 7 } },
+    ]);
+    await journal.close();
+  });
+
   it('restores push order for carried entries whose push lies below the checkpoint', async () => {
     const dir = tempDir();
     const T = JOURNAL_RECORD_TYPES;
@@ -385,6 +451,10 @@ describe('Journal replay', () => {
       [[99, ['a']]],
       [[T.push, ['a', 'not bytes']]],
       [[T.ack, []]],
+      ...[['Error'], ['Error', 'm', { errno: 1 }], ['Error', 'm', 1.5], [1, 'm'], ['Error', 'm', 'c', 'extra'], 5].map((error): [number, unknown][] => [
+        [T.push, ['a', bytes('1')]],
+        [T.fail, ['a', error, 1]],
+      ]),
       [
         [T.push, ['a', bytes('1')]],
         [T.push, ['a', bytes('2')]],
@@ -461,7 +531,8 @@ function crashWorkload(): JournalOp[][] {
       if (i % 5 === 1) steps.push([{ kind: 'fail', id, error: `err ${i}`, retryAtMs: i * 100 }]);
       steps.push([{ kind: 'ack', id }]);
     }
-    if (i === 15) steps.push([{ kind: 'fail', id: 'keeper', error: 'second failure', retryAtMs: 2000.5 }]);
+    if (i === 15) steps.push([{ kind: 'fail', id: 'keeper', error: Object.assign(new TypeError('second failure'), { code: 'E2' }), retryAtMs: 2000.5 }]);
+    if (i === 30) steps.push([{ kind: 'fail', id: 'keeper', error: new RangeError('third failure'), retryAtMs: 3000 }]);
     if (i === 25) steps.push([{ kind: 'ack', id: 'second' }]);
   }
   steps.push([
@@ -489,7 +560,8 @@ describe('Journal crashes (SimFileSystem)', () => {
     const steps = crashWorkload();
     const outcomes = await runSteps(journal, steps.slice(0, -2));
     // 'keeper' (pushed at LSN 1) is live, yet the checkpoint moved past it: it was carried.
-    expect(journal.recover()[0]).toMatchObject({ id: 'keeper', pushedAtLsn: 1, attempts: 2 });
+    expect(journal.recover()[0]).toMatchObject({ id: 'keeper', pushedAtLsn: 1, attempts: 3 });
+    expect(journal.recover()[0]!.lastFailure).toStrictEqual({ error: 'third failure', retryAtMs: 3000, errorName: 'RangeError' });
     expect(journal.checkpointLsn).toBeGreaterThan(30);
     // The segment that held its push is gone.
     await expect(fs.readdir('/j')).resolves.not.toContain('wal-00000000000000000001.log');

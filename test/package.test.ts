@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 
@@ -10,6 +11,13 @@ function exportsOf(specifier: string): string[] {
   const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
   return JSON.parse(output) as string[];
 }
+
+describe('package.json', () => {
+  it('engines names the Node.js versions that have every API factstore uses (crc32 of node:zlib: 20.15, 22.2)', () => {
+    const manifest = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { engines: { node: string } };
+    expect(manifest.engines.node).toBe('^20.15.0 || >=22.2.0');
+  });
+});
 
 describe('the published package', () => {
   beforeAll(() => {

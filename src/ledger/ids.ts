@@ -24,7 +24,10 @@ export function newIdSeed(): Uint8Array {
   return new Uint8Array(randomBytes(ID_SEED_SIZE_BYTES));
 }
 
-/** A Feistel round function on 31-bit halves (murmur3's finaliser, keyed). */
+/**
+ * A Feistel round function on 31-bit halves: a keyed multiply–xorshift mix (murmur3-like, not
+ * murmur3's finaliser). Every existing id depends on these constants: test/ids.test.ts pins them.
+ */
 function round(half: number, key: number): number {
   let mixed = Math.imul(half ^ key, 0x9e3779b1);
   mixed ^= mixed >>> 15;

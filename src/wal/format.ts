@@ -2,8 +2,13 @@
  * Byte layout of segments, records and the checkpoint file. The spec is docs/wal-format.md;
  * every constant here is named there.
  */
-import { crc32 } from 'node:zlib';
+import * as zlib from 'node:zlib';
 import { assert } from '../errors.js';
+import { unsupportedRuntime } from '../runtime.js';
+
+// Checked at import: on an older Node.js every WAL would otherwise fail at its first checksum.
+if (typeof zlib.crc32 !== 'function') throw unsupportedRuntime('crc32 of node:zlib');
+const { crc32 } = zlib;
 
 export const FORMAT_VERSION = 1;
 export const SEGMENT_HEADER_SIZE_BYTES = 32;

@@ -22,6 +22,6 @@ export {
   DEFAULT_CARRY_AFTER_SEGMENTS,
   DEFAULT_CHECKPOINT_EVERY_SEGMENTS,
 } from './journal.js';
-export type { JournalOptions, JournalEntry, JournalFailure } from './journal.js';
+export type { JournalOptions, JournalEntry, JournalFailure, JournalFailureInput } from './journal.js';
 export { FactError, isFactError } from '../errors.js';
 export type { FactErrorCode } from '../errors.js';

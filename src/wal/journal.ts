@@ -14,7 +14,7 @@ import type { WalOptions, WalRecord, WalRecoveryReport } from './wal.js';
 export const JOURNAL_RECORD_TYPES = Object.freeze({ push: 1, ack: 2, fail: 3, clear: 4, carry: 5 } as const);
 /** Longest entry id, in UTF-16 code units. */
 export const MAX_JOURNAL_ID_LENGTH = 1024;
-/** Longest `failure.error`, in UTF-16 code units. */
+/** Longest failure text, in UTF-16 code units: a string `error`, or an Error's message, name and string code together. */
 export const MAX_JOURNAL_ERROR_LENGTH = 64 * 1024;
 /** Default `carryAfterBytes`, in segments of `segmentSizeBytes`. */
 export const DEFAULT_CARRY_AFTER_SEGMENTS = 4;
@@ -43,9 +43,21 @@ export interface JournalOptions extends WalOptions {
   checkpointEveryBytes?: number;
 }
 
+/** What `fail` takes: the error as a string, or an Error (as caught). */
+export interface JournalFailureInput {
+  error: string | Error;
+  retryAtMs: number;
+}
+
+/** An entry's last failure, as `recover()` returns it. */
 export interface JournalFailure {
+  /** The string `fail` was given, or the message of the Error it was given. */
   error: string;
   retryAtMs: number;
+  /** Only when `fail` was given an Error: its `name`. */
+  errorName?: string;
+  /** Only when `fail` was given an Error whose `code` was a string or a safe integer. */
+  errorCode?: string | number;
 }
 
 export interface JournalEntry {
@@ -133,8 +145,80 @@ function carrySizeBound(id: string, payload: Uint8Array, failure: JournalFailure
     CBOR_MAX_NUMBER_SIZE_BYTES +
     cborHeadSizeBytes(payload.length) +
     CBOR_MAX_NUMBER_SIZE_BYTES +
-    (failure === null ? 2 * CBOR_NULL_SIZE_BYTES : cborStringSizeBytes(failure.error) + CBOR_MAX_NUMBER_SIZE_BYTES)
+    (failure === null ? 2 * CBOR_NULL_SIZE_BYTES : cborErrorSizeBound(failure) + CBOR_MAX_NUMBER_SIZE_BYTES)
   );
+}
+
+/** An upper bound of a failure's error field (a string, or [name, message, code?]). */
+function cborErrorSizeBound(failure: JournalFailure): number {
+  if (failure.errorName === undefined) return cborStringSizeBytes(failure.error);
+  const code = failure.errorCode;
+  const codeBytes = code === undefined ? 0 : typeof code === 'string' ? cborStringSizeBytes(code) : CBOR_MAX_NUMBER_SIZE_BYTES;
+  return CBOR_ARRAY_HEADER_SIZE_BYTES + cborStringSizeBytes(failure.errorName) + cborStringSizeBytes(failure.error) + codeBytes;
+}
+
+function isErrorCode(code: unknown): code is string | number {
+  return typeof code === 'string' || Number.isSafeInteger(code);
+}
+
+/** A failure's error field in fail and carry records: the string, or [name, message] / [name, message, code]. */
+function encodedError(failure: JournalFailure): string | (string | number)[] {
+  if (failure.errorName === undefined) return failure.error;
+  const fields: (string | number)[] = [failure.errorName, failure.error];
+  if (failure.errorCode !== undefined) fields.push(failure.errorCode);
+  return fields;
+}
+
+/** The failure a replayed error field and retryAtMs describe, or null when the field is malformed. */
+function decodedFailure(error: unknown, retryAtMs: number): JournalFailure | null {
+  if (typeof error === 'string') return { error, retryAtMs };
+  if (!Array.isArray(error) || error.length < 2 || error.length > 3) return null;
+  const [name, message, code] = error as unknown[];
+  if (typeof name !== 'string' || typeof message !== 'string' || (error.length === 3 && !isErrorCode(code))) return null;
+  const failure: JournalFailure = { error: message, retryAtMs, errorName: name };
+  if (error.length === 3) failure.errorCode = code as string | number;
+  return failure;
+}
+
+/**
+ * Checks what `fail` was given and makes the failure it records. An Error keeps its name,
+ * message and code; its stack (long, and naming this process's files) and cause (any value)
+ * are not recorded.
+ */
+function failureOf(input: JournalFailureInput): JournalFailure {
+  if (typeof input !== 'object' || input === null) throw invalid('fail', 'failure must be an object { error, retryAtMs }');
+  const { error, retryAtMs } = input as { error: unknown; retryAtMs: unknown };
+  if (typeof retryAtMs !== 'number' || !Number.isFinite(retryAtMs)) {
+    throw invalid('fail', `failure.retryAtMs must be a finite number, got ${String(retryAtMs)}`);
+  }
+  // -0 would come back as 0 after a reopen: normalise so memory equals what replay rebuilds.
+  const retry = retryAtMs === 0 ? 0 : retryAtMs;
+  const texts: string[] = [];
+  let failure: JournalFailure;
+  if (typeof error === 'string') {
+    texts.push(error);
+    failure = { error, retryAtMs: retry };
+  } else if (error instanceof Error) {
+    // Any of these may have been overwritten with another kind of value.
+    const { name, message, code } = error as { name: unknown; message: unknown; code?: unknown };
+    if (typeof name !== 'string' || typeof message !== 'string') throw invalid('fail', 'failure.error is an Error whose name or message is not a string');
+    if (code !== undefined && code !== null && !isErrorCode(code)) {
+      throw invalid('fail', `failure.error is an Error whose code is neither a string nor a safe integer (${typeof code})`);
+    }
+    texts.push(name, message);
+    failure = { error: message, retryAtMs: retry, errorName: name };
+    if (code !== undefined && code !== null) {
+      if (typeof code === 'string') texts.push(code);
+      failure.errorCode = code === 0 ? 0 : code;
+    }
+  } else {
+    throw invalid('fail', `failure.error must be a string or an Error, got ${error === null ? 'null' : typeof error}`);
+  }
+  const length = texts.reduce((sum, text) => sum + text.length, 0);
+  if (length > MAX_JOURNAL_ERROR_LENGTH || texts.some((text) => LONE_SURROGATE.test(text))) {
+    throw invalid('fail', `failure.error must be well-formed text of at most ${MAX_JOURNAL_ERROR_LENGTH} characters (an Error's message, name and code together), got ${length}`);
+  }
+  return failure;
 }
 
 function toPublic(entry: LiveEntry): JournalEntry {
@@ -224,8 +308,11 @@ export class Journal implements AsyncDisposable {
     return this.#track(this.#ack(id));
   }
 
-  /** Records the entry's latest failure and counts an attempt. An id that is not live is FACT_NOT_FOUND. */
-  fail(id: string, failure: JournalFailure): Promise<void> {
+  /**
+   * Records the entry's latest failure and counts an attempt. `error` is a string or an Error
+   * (name, message and code are kept). An id that is not live is FACT_NOT_FOUND.
+   */
+  fail(id: string, failure: JournalFailureInput): Promise<void> {
     return this.#track(this.#fail(id, failure));
   }
 
@@ -291,21 +378,12 @@ export class Journal implements AsyncDisposable {
     await this.#compactIfDue(false);
   }
 
-  async #fail(id: string, failure: JournalFailure): Promise<void> {
+  async #fail(id: string, failure: JournalFailureInput): Promise<void> {
     this.#checkUsable('fail');
     const entry = this.#live('fail', id);
-    if (typeof failure !== 'object' || failure === null) throw invalid('fail', 'failure must be an object { error, retryAtMs }');
-    const { error, retryAtMs } = failure;
-    if (typeof error !== 'string' || error.length > MAX_JOURNAL_ERROR_LENGTH || LONE_SURROGATE.test(error)) {
-      throw invalid('fail', `failure.error must be a well-formed string of at most ${MAX_JOURNAL_ERROR_LENGTH} characters`);
-    }
-    if (typeof retryAtMs !== 'number' || !Number.isFinite(retryAtMs)) {
-      throw invalid('fail', `failure.retryAtMs must be a finite number, got ${String(retryAtMs)}`);
-    }
-    // -0 would come back as 0 after a reopen: normalise so memory equals what replay rebuilds.
-    const lastFailure = { error, retryAtMs: retryAtMs === 0 ? 0 : retryAtMs };
+    const lastFailure = failureOf(failure);
     this.#checkCarryFits('fail', id, entry.payload, lastFailure);
-    const appended = this.#append(JOURNAL_RECORD_TYPES.fail, encode([id, lastFailure.error, lastFailure.retryAtMs]));
+    const appended = this.#append(JOURNAL_RECORD_TYPES.fail, encode([id, encodedError(lastFailure), lastFailure.retryAtMs]));
     if ('refused' in appended) return appended.refused;
     entry.attempts += 1;
     entry.lastFailure = lastFailure;
@@ -477,7 +555,7 @@ export class Journal implements AsyncDisposable {
     const done: Promise<void>[] = [];
     for (const entry of batch) {
       const failure = entry.lastFailure;
-      const record = encode([entry.id, entry.order, entry.payload, entry.attempts, failure?.error ?? null, failure?.retryAtMs ?? null]);
+      const record = encode([entry.id, entry.order, entry.payload, entry.attempts, failure === null ? null : encodedError(failure), failure?.retryAtMs ?? null]);
       const appended = this.#append(JOURNAL_RECORD_TYPES.carry, record);
       if ('refused' in appended) {
         // Closed or poisoned WAL: the entry keeps its old basis (still correct, just pinned).
@@ -559,11 +637,12 @@ export class Journal implements AsyncDisposable {
       }
       case JOURNAL_RECORD_TYPES.fail: {
         const [id, error, retryAtMs] = [field(0), field(1), field(2)];
-        shape(3, isValidId(id) && typeof error === 'string' && typeof retryAtMs === 'number' && Number.isFinite(retryAtMs));
+        const failure = typeof retryAtMs === 'number' && Number.isFinite(retryAtMs) ? decodedFailure(error, retryAtMs) : null;
+        shape(3, isValidId(id) && failure !== null);
         const entry = this.#entries.get(id as string);
         if (entry !== undefined) {
           entry.attempts += 1;
-          entry.lastFailure = { error: error as string, retryAtMs: retryAtMs as number };
+          entry.lastFailure = failure;
         }
         return false;
       }
@@ -576,9 +655,8 @@ export class Journal implements AsyncDisposable {
       }
       case JOURNAL_RECORD_TYPES.carry: {
         const [id, order, payload, attempts, error, retryAtMs] = fields as unknown[];
-        const failureOk =
-          (error === null && retryAtMs === null) ||
-          (typeof error === 'string' && typeof retryAtMs === 'number' && Number.isFinite(retryAtMs));
+        const failure = typeof retryAtMs === 'number' && Number.isFinite(retryAtMs) ? decodedFailure(error, retryAtMs) : null;
+        const failureOk = (error === null && retryAtMs === null) || failure !== null;
         shape(
           CARRY_FIELDS,
           isValidId(id) &&
@@ -591,7 +669,7 @@ export class Journal implements AsyncDisposable {
             failureOk,
         );
         const entryId = id as string;
-        const lastFailure = error === null ? null : { error: error as string, retryAtMs: retryAtMs as number };
+        const lastFailure = failure;
         const existing = this.#entries.get(entryId);
         if (existing !== undefined) {
           // The original push (or an older carry) is also in the replayed range: same entry.
