@@ -1172,12 +1172,6 @@ export class FactStore implements AsyncDisposable {
     for (this.#kickApply(true); this.#applyRun; this.#kickApply(true)) await this.#applyRun;
   }
 
-  /** Waits until LevelDB holds every resolved event (index maintenance reads LevelDB alone). */
-  async #drainApply(): Promise<void> {
-    await this.#applyAll();
-    if (this.#tail.chunkCount > 0) throw this.#failure ?? new FactError('FACT_ASSERTION', 'the unapplied tail did not drain');
-  }
-
   #fail(error: FactError): void {
     this.#failure ??= error;
     for (const request of this.#queue.splice(0)) request.reject(this.#failure);
