@@ -1,5 +1,5 @@
 /**
- * Sync 'none' and 'interval' acknowledge appends before the WAL is durable. A power loss may
+ * Recovery against what LevelDB and the WAL kept. Sync 'none' and 'interval' acknowledge appends before the WAL is durable. A power loss may
  * then lose the newest acknowledged appends (as the README says), but must never leave a
  * database that refuses to open: LevelDB, which makes tables durable on its own, must never
  * hold an event the WAL could still lose.
@@ -8,6 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { FactStore } from '../src/index.js';
 import { SimFileSystem } from '../src/wal/sim-file-system.js';
 import { LossyLevel, mulberry32 } from '../property-tests/lossy-level.js';
+import { metaKey, readU64, u64Pair } from '../src/ledger/keys.js';
+import { VIEW } from '../src/ledger/level.js';
+import { expectFactError } from './support/backends.js';
 
 const SEEDS = 30;
 
@@ -74,5 +77,28 @@ describe.each([
     expect(await reopened.head()).toBe(5);
     expect((await reopened.verify()).ok).toBe(true);
     await reopened.close();
+  });
+});
+
+describe('recovery row 8', () => {
+  it('a gap between what LevelDB applied and the first record replayed after it is FACT_CORRUPTION', async () => {
+    const fs = new SimFileSystem({ seed: 3 });
+    const level = new LossyLevel();
+    const options = { fs, level, checkpointEveryBytes: 1 << 30 };
+    const db = await FactStore.open('/db', options);
+    await db.append([{ type: 'A' }, { type: 'A' }]);
+    await db.verify(); // applied: M applied = (2, its LSN)
+    await db.append({ type: 'B' });
+    // A process crash keeps everything; then M applied claims one position less than it applied.
+    const crashed = level.crash(() => 0, 'process');
+    fs.crash({ mode: 'process' });
+    await crashed.open();
+    const applied = (await crashed.get(metaKey('applied'), VIEW))!;
+    await crashed.put(metaKey('applied'), u64Pair(readU64(applied, 0) - 1, readU64(applied, 8)), VIEW);
+    await expectFactError(() => FactStore.open('/db', { ...options, level: crashed }), 'FACT_CORRUPTION', /ends at position 2, but M applied says .* up to position 1/);
+    // M applied one record back: the record after it must start right after its position.
+    await crashed.put(metaKey('applied'), u64Pair(readU64(applied, 0), readU64(applied, 8) - 1), VIEW);
+    await expectFactError(() => FactStore.open('/db', { ...options, level: crashed }), 'FACT_CORRUPTION', /starts at position 1, expected 3, right after the last position LevelDB applied/);
+    void db.close().catch(() => undefined);
   });
 });

@@ -1277,8 +1277,10 @@ export class FactStore implements AsyncDisposable {
     this.#dataFields = recordedFields === undefined ? [] : (metaEncoder.decode(recordedFields) as string[]);
     this.#applyDataFields = this.#dataFields;
     const applied = await db.get<Uint8Array, Uint8Array>(metaKey('applied'), VIEW);
-    let head = applied === undefined ? 0 : readU64(applied, 0);
-    let appliedLsn = applied === undefined ? 0 : readU64(applied, 8);
+    const storedAppliedHead = applied === undefined ? 0 : readU64(applied, 0);
+    const storedAppliedLsn = applied === undefined ? 0 : readU64(applied, 8);
+    let head = storedAppliedHead;
+    let appliedLsn = storedAppliedLsn;
     if (appliedLsn > this.#wal.lastLsn) {
       throw new FactError(
         'FACT_CORRUPTION',
@@ -1301,8 +1303,19 @@ export class FactStore implements AsyncDisposable {
       if (record.type === WAL_RECORD_ID_SEED) loggedSeed ??= Uint8Array.from(record.payload);
       if (record.type !== WAL_RECORD_COMMIT) continue;
       const commit = decodeCommit(record.payload, record.lsn);
+      // Recovery row 8: the first record after the one LevelDB applied last starts right after it.
+      const afterApplied = expectedFirst === null && record.lsn > storedAppliedLsn;
+      if (afterApplied) expectedFirst = storedAppliedHead + 1;
+      if (expectedFirst === null && commit.firstPosition > storedAppliedHead) {
+        throw new FactError(
+          'FACT_CORRUPTION',
+          `WAL record ${record.lsn} starts at position ${commit.firstPosition}, but LevelDB applied it (M applied: record ${storedAppliedLsn}, position ${storedAppliedHead}) and holds only up to position ${storedAppliedHead}`,
+          { details: { lsn: record.lsn } },
+        );
+      }
       if (expectedFirst !== null && commit.firstPosition !== expectedFirst) {
-        throw new FactError('FACT_CORRUPTION', `WAL record ${record.lsn} starts at position ${commit.firstPosition}, expected ${expectedFirst}`, {
+        const after = afterApplied ? `the last position LevelDB applied (M applied: position ${storedAppliedHead}, record ${storedAppliedLsn})` : 'the previous record';
+        throw new FactError('FACT_CORRUPTION', `WAL record ${record.lsn} starts at position ${commit.firstPosition}, expected ${expectedFirst}, right after ${after}`, {
           details: { lsn: record.lsn },
         });
       }
@@ -1313,6 +1326,13 @@ export class FactStore implements AsyncDisposable {
         forEachIndexEntry(decoded, position, (key, value) => batch.put(key, value), this.#dataFields, true, this.#arena.allocate);
         position += decoded.tuples.length;
         batchEvents += decoded.tuples.length;
+      }
+      if (record.lsn === storedAppliedLsn && position - 1 !== storedAppliedHead) {
+        throw new FactError(
+          'FACT_CORRUPTION',
+          `WAL record ${record.lsn} ends at position ${position - 1}, but M applied says LevelDB applied it up to position ${storedAppliedHead}`,
+          { details: { lsn: record.lsn } },
+        );
       }
       expectedFirst = position;
       head = position - 1;
