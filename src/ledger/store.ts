@@ -22,6 +22,7 @@ import type { FileSystem } from '../wal/file-system.js';
 import { joinPath } from '../wal/file-system.js';
 import { NodeFileSystem } from '../wal/node-file-system.js';
 import { Wal, type WalOptions } from '../wal/wal.js';
+import { LOCK_FILE } from '../wal/format.js';
 import { bindBarrier, chooseBarrier, type BoundBarrier, type LevelDurability } from './barrier.js';
 import { canonicalBytes, decodeChunk, decodeTuples, type DecodedChunk, type EventTuple } from './chunk.js';
 import { indexPrefix, indexRange, KeySpace, ledgerKey, metaKey, nameKey, prefixBounds, readU64, spaceRange, u64, u64Pair, utf8, utf8Decode } from './keys.js';
@@ -278,24 +279,40 @@ export class FactStore implements AsyncDisposable {
     if (options.createIfMissing === false && !(await fs.exists(walDir))) {
       throw new FactError('FACT_NOT_FOUND', `no database at ${path} (createIfMissing is false)`, { details: { path } });
     }
-    const wal = await Wal.open(walDir, { ...(options.wal ?? {}), fs });
-    let db: LevelDatabase | undefined;
+    // LevelDB's lock first: the WAL's recovery may rewrite files, and its pid lock can misjudge a live holder.
+    const db = await FactStore.#openLevel(path, options.level, fs, walDir);
     const ownsDb = options.level === undefined;
+    let wal: Wal | undefined;
     try {
-      db = options.level ?? new ClassicLevel<Uint8Array, Uint8Array>(joinPath(path, 'ledger'), VIEW);
-      if (db.status !== 'open') await db.open();
+      wal = await Wal.open(walDir, { ...(options.wal ?? {}), fs });
       const barrier = bindBarrier(db, durability, path);
       await FactStore.#checkFormat(db, path, barrier);
       const store = new FactStore(path, wal, db, ownsDb, barrier, checkpointEveryBytes, declaredDataFields, options.onIndexBuild);
       await store.#recover();
       return store;
     } catch (error) {
-      await wal.close().catch(() => undefined);
-      if (ownsDb) await db?.close().catch(() => undefined);
+      await wal?.close().catch(() => undefined);
+      if (ownsDb) await db.close().catch(() => undefined);
       if (isFactError(error)) throw error;
+      throw new FactError('FACT_IO', `FactStore.open: could not open the ledger at ${path}`, { cause: error, details: { path } });
+    }
+  }
+
+  /** Opens `level`, or classic-level at `<path>/ledger`, taking LevelDB's lock (a kernel lock, released when its holder dies). */
+  static async #openLevel(path: string, level: LevelDatabase | undefined, fs: FileSystem, walDir: string): Promise<LevelDatabase> {
+    const db = level ?? new ClassicLevel<Uint8Array, Uint8Array>(joinPath(path, 'ledger'), VIEW);
+    try {
+      if (db.status !== 'open') await db.open();
+      return db;
+    } catch (error) {
+      if (level === undefined) await db.close().catch(() => undefined);
       if ((error as { cause?: { code?: unknown } }).cause?.code === 'LEVEL_LOCKED') {
-        // LevelDB's own lock (flock, released by the kernel when its holder dies) backs up ours.
-        throw new FactError('FACT_LOCKED', `FactStore.open: the ledger at ${path} is locked by another process`, { cause: error, details: { path } });
+        const pid = await lockFilePid(fs, joinPath(walDir, LOCK_FILE));
+        const holder = pid === null ? '' : ` (pid ${pid}, from ${joinPath(walDir, LOCK_FILE)})`;
+        throw new FactError('FACT_LOCKED', `FactStore.open: the ledger at ${path} is locked by another process${holder}`, {
+          cause: error,
+          details: pid === null ? { path } : { path, pid },
+        });
       }
       throw new FactError('FACT_IO', `FactStore.open: could not open the ledger at ${path}`, { cause: error, details: { path } });
     }
@@ -1373,4 +1390,11 @@ function sameEvent(tuple: EventTuple, stream: string, event: RecordedEvent): boo
   if ((event.stream ?? '') !== stream) return false;
   const stored: EventTuple = [event.id, event.type, event.data, event.metadata, event.tags];
   return Buffer.from(canonicalBytes(tuple)).equals(canonicalBytes(stored));
+}
+
+/** The pid in a WAL lock file, or null when there is none to read. */
+async function lockFilePid(fs: FileSystem, lockPath: string): Promise<number | null> {
+  const bytes = await fs.readFile(lockPath).catch(() => null);
+  const pid = bytes === null ? Number.NaN : Number.parseInt(Buffer.from(bytes).toString('utf8'), 10);
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
 }
