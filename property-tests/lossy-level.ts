@@ -1,15 +1,24 @@
 /**
  * LossyLevel: an in-memory abstract-level database (a memory-level subclass) that loses writes
- * at a simulated crash the way LevelDB 1.20 can (/work/shared/notes/durability-facts.md):
+ * at a simulated crash the way LevelDB 1.20 can (docs/storage-format.md, "What factstore relies
+ * on from LevelDB"):
  *
  * - every write (put, del, array or chained batch, clear) since the last durability barrier is
  *   kept in order as one unsynced batch; a batch is atomic (all of its operations or none);
- * - `compactRange(start, end, options)` is the barrier: the batches written before the call
- *   become durable when the returned promise resolves (FactStore's durabilityBarrier calls it);
+ *   a `sync: true` write is treated like any other (conservative: LevelDB makes it durable);
+ * - `compactRange(start, end, options)` is the flush: the batches written before the call
+ *   become durable when the returned promise resolves (FactStore's barrier calls it between two
+ *   synced writes, src/ledger/barrier.ts);
  * - `crash(rng)` returns a NEW database whose content is the durable state plus a random subset
  *   of the unsynced batches, applied in order. Any subset, not only a prefix: LevelDB can lose an
  *   earlier unsynced batch while a later one survives. `crash(rng, 'process')` loses nothing
  *   (the page cache survives a process crash) and keeps the batches unsynced.
+ *
+ * Faults, like LevelDB's: `failFlush()` makes the next compactRange resolve without making
+ * anything durable and leaves a sticky background error, so every later write fails (LevelDB's
+ * CompactRange drops its flush's status; its writes then yield the background error);
+ * `failWrite()` fails a chosen write with EIO or ENOSPC. Errors look like classic-level's
+ * (`code` 'LEVEL_IO_ERROR', message "IO error: …"). A crash clears them, like a reopen.
  *
  * The old object stays usable, so a "zombie" store of the crashed process can keep writing to
  * it without touching the new one. Randomness comes only from the `rng` given (seed it from a
@@ -42,6 +51,25 @@ const RANGE_OPTIONS = ['gt', 'gte', 'lt', 'lte'] as const;
 
 type Entries = Map<string, { key: Uint8Array; value: Uint8Array }>;
 
+/** errno codes a LossyLevel fault can carry, with their strerror text. */
+const FAULT_MESSAGES = { EIO: 'Input/output error', ENOSPC: 'No space left on device' } as const;
+export type LossyFaultCode = keyof typeof FAULT_MESSAGES;
+
+export interface LossyWriteFault {
+  code: LossyFaultCode;
+  /** Writes that still succeed before the failing one (default 0: the next write fails). */
+  after?: number;
+  /** Only writes with `sync: true` count and fail (a failed fsync of LevelDB's log). */
+  syncOnly?: boolean;
+  /** The failure stays: every later write fails too, like LevelDB after a failed log sync. */
+  sticky?: boolean;
+}
+
+/** An error shaped like classic-level's for a LevelDB IOError status. */
+export function levelIoError(code: LossyFaultCode, file: string): Error {
+  return Object.assign(new Error(`IO error: ${file}: ${FAULT_MESSAGES[code]}`), { code: 'LEVEL_IO_ERROR', errno: code });
+}
+
 function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
@@ -62,6 +90,11 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
   #unsynced: LossyOp[][];
   #loaded = false;
   #barriers = 0;
+  #syncWrites = 0;
+  /** LevelDB's background error: once set, every write fails with it. */
+  #backgroundError: Error | null = null;
+  #flushFault: LossyFaultCode | null = null;
+  #writeFault: (LossyWriteFault & { after: number }) | null = null;
   /** What the crash that made this database did (undefined for a fresh one). */
   readonly crashReport: LossyCrashReport | undefined;
 
@@ -77,9 +110,45 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
     return this.#unsynced.length;
   }
 
-  /** Completed durability barriers. */
+  /** Completed flushes (compactRange calls that made the writes before them durable). */
   get barriers(): number {
     return this.#barriers;
+  }
+
+  /** Writes with `sync: true` that succeeded. */
+  get syncWrites(): number {
+    return this.#syncWrites;
+  }
+
+  /**
+   * The next compactRange resolves but its flush fails: nothing becomes durable, and every
+   * later write fails with the error (LevelDB's sticky background error).
+   */
+  failFlush(code: LossyFaultCode = 'ENOSPC'): void {
+    this.#flushFault = code;
+  }
+
+  /** A write (counted from now, see LossyWriteFault) fails and writes nothing. */
+  failWrite(fault: LossyWriteFault): void {
+    this.#writeFault = { ...fault, after: fault.after ?? 0 };
+  }
+
+  /** Throws the error a write gets now, if any. */
+  #checkWrite(options: object): void {
+    if (this.#backgroundError) throw this.#backgroundError;
+    const sync = (options as { sync?: unknown }).sync === true;
+    const fault = this.#writeFault;
+    if (fault && (sync || fault.syncOnly !== true)) {
+      if (fault.after > 0) {
+        fault.after--;
+      } else {
+        const error = levelIoError(fault.code, sync ? '000003.log (sync)' : '000003.log');
+        if (fault.sticky === true) this.#backgroundError = error;
+        this.#writeFault = null;
+        throw error;
+      }
+    }
+    if (sync) this.#syncWrites++;
   }
 
   // ---- abstract-level private API: record every write, then let memory-level do it ------------
@@ -94,16 +163,19 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
   }
 
   async _put(key: Uint8Array, value: Uint8Array, options: object): Promise<void> {
+    this.#checkWrite(options);
     this.#unsynced.push([{ type: 'put', key: key.slice(), value: value.slice() }]);
     await base._put.call(this, key, value, options);
   }
 
   async _del(key: Uint8Array, options: object): Promise<void> {
+    this.#checkWrite(options);
     this.#unsynced.push([{ type: 'del', key: key.slice() }]);
     await base._del.call(this, key, options);
   }
 
   async _batch(operations: readonly { type: 'put' | 'del'; key: Uint8Array; value?: Uint8Array }[], options: object): Promise<void> {
+    this.#checkWrite(options);
     const batch: LossyOp[] = operations.map((op) =>
       op.type === 'put' ? { type: 'put', key: op.key.slice(), value: (op.value ?? new Uint8Array(0)).slice() } : { type: 'del', key: op.key.slice() },
     );
@@ -124,11 +196,20 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
     );
   }
 
-  /** The durability barrier: everything written before the call is durable once it resolves. */
+  /**
+   * The flush: everything written before the call is durable once it resolves. Like LevelDB's
+   * CompactRange it never rejects: a failed flush (failFlush, or a background error already
+   * held) makes nothing durable and leaves the error for the next write.
+   */
   async compactRange(_start?: unknown, _end?: unknown, _options?: unknown): Promise<void> {
     const covered = this.#unsynced.length;
     // Like classic-level, the work completes later; a crash before then makes nothing durable.
     await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.#flushFault) {
+      this.#backgroundError ??= levelIoError(this.#flushFault, '000005.ldb');
+      this.#flushFault = null;
+    }
+    if (this.#backgroundError) return;
     for (const batch of this.#unsynced.slice(0, covered)) applyBatch(this.#durable, batch);
     this.#unsynced = this.#unsynced.slice(covered);
     this.#barriers += 1;

@@ -173,7 +173,7 @@ const inputContent = (event: EventInput) => ({ type: event.type, tags: [...new S
 
 async function runScenario(scenario: Scenario): Promise<void> {
   const level = new MemoryLevel<Uint8Array, Uint8Array>(VIEW);
-  const db = await FactStore.open('/db', { level, fs: new SimFileSystem(), indexes: { data: scenario.declared } });
+  const db = await FactStore.open('/db', { level, levelDurability: 'volatile', fs: new SimFileSystem(), indexes: { data: scenario.declared } });
   /** Every event appended, in position order (position = index + 1). */
   const model: EventInput[] = [];
   /** Data fields with an index: declared, or used by a query before. */

@@ -4,6 +4,7 @@ export type { FactStoreOptions, AppendStreamOptions } from './ledger/store.js';
 export { Query } from './query/query.js';
 export type { QueryItem } from './query/query.js';
 export type { LevelDatabase } from './ledger/level.js';
+export type { LevelBarrier, LevelDurability } from './ledger/barrier.js';
 export type {
   EventInput,
   RecordedEvent,

@@ -210,7 +210,7 @@ type OptionsFor = () => FactStoreOptions;
 function memoryBackend(): OptionsFor {
   const fs = new SimFileSystem();
   const level = new MemoryLevel<Uint8Array, Uint8Array>(VIEW);
-  return () => ({ level, fs });
+  return () => ({ level, fs, levelDurability: 'volatile' });
 }
 
 function classicBackend(): OptionsFor {

@@ -31,7 +31,7 @@ function bytesOf(words: string[], ids: readonly string[]): Buffer {
 describe('docs/storage-format.md', () => {
   it('the worked example lists exactly the keys and values the store writes', async () => {
     const level = newMemoryLevel();
-    const db = await FactStore.open('/db', { fs: new SimFileSystem(), level });
+    const db = await FactStore.open('/db', { fs: new SimFileSystem(), level, levelDurability: 'volatile' });
     await db.appendStream('course-c1', [
       { type: 'CourseDefined', tags: ['course:c1'] },
       { type: 'SeatsAdded', tags: ['course:c1'] },

@@ -111,7 +111,7 @@ describe('FactStore unapplied tail (LevelDB writes held at a gate)', () => {
   it('every read, version, stream list, check and retry sees resolved appends before LevelDB has them', async () => {
     const fs = new SimFileSystem();
     const level = new GatedLevel();
-    const db = await FactStore.open(DB, { fs, level, checkpointEveryBytes: NO_CHECKPOINTS, indexes: { data: ['round'] } });
+    const db = await FactStore.open(DB, { fs, level, levelDurability: 'volatile', checkpointEveryBytes: NO_CHECKPOINTS, indexes: { data: ['round'] } });
     await appendRound(db, 'a');
     await db.verify(); // drains the apply: round a is in LevelDB
     const keysApplied = await level.keyCount();
@@ -163,7 +163,7 @@ describe('FactStore unapplied tail (LevelDB writes held at a gate)', () => {
   it('a read that starts while the apply moves chunks into LevelDB returns each event once', async () => {
     const fs = new SimFileSystem();
     const level = new GatedLevel();
-    const db = await FactStore.open(DB, { fs, level, checkpointEveryBytes: NO_CHECKPOINTS });
+    const db = await FactStore.open(DB, { fs, level, levelDurability: 'volatile', checkpointEveryBytes: NO_CHECKPOINTS });
     level.closeGate();
     for (const round of ['a', 'b', 'c']) await appendRound(db, round);
     await pastApplyDelay();
@@ -179,7 +179,7 @@ describe('FactStore unapplied tail (LevelDB writes held at a gate)', () => {
 
   it('returns what the ledger holds, not the objects the caller appended', async () => {
     const level = new GatedLevel();
-    const db = await FactStore.open(DB, { fs: new SimFileSystem(), level });
+    const db = await FactStore.open(DB, { fs: new SimFileSystem(), level, levelDurability: 'volatile' });
     level.closeGate();
     const data = { items: ['a'] };
     await db.append({ type: 'Changed', data });
@@ -192,7 +192,7 @@ describe('FactStore unapplied tail (LevelDB writes held at a gate)', () => {
 
   it('events a reader changes do not change what later reads return, from the tail or from LevelDB', async () => {
     const level = new GatedLevel();
-    const db = await FactStore.open(DB, { fs: new SimFileSystem(), level, indexes: { data: ['n'] } });
+    const db = await FactStore.open(DB, { fs: new SimFileSystem(), level, levelDurability: 'volatile', indexes: { data: ['n'] } });
     const original = (n: number) => ({ n, nested: { list: [n] } });
     const sources: ReadSource[] = ['all', { stream: 'box-1' }, { type: 'Put' }, { tag: 'box' }, { category: 'box' }, { query: Query.items({ types: ['Put'], data: { n: 2 } }) }];
     const vandalise = (events: RecordedEvent[]) => {
@@ -230,7 +230,7 @@ describe('FactStore unapplied tail (LevelDB writes held at a gate)', () => {
 
   it('appends wait (never fail) while the tail is full, and continue once the apply catches up', async () => {
     const level = new GatedLevel();
-    const db = await FactStore.open(DB, { fs: new SimFileSystem(), level });
+    const db = await FactStore.open(DB, { fs: new SimFileSystem(), level, levelDurability: 'volatile' });
     level.closeGate();
     const bulk = Array.from({ length: 1000 }, (_, n) => ({ type: 'Bulk', data: { n } }));
     const fills = Math.ceil(UNAPPLIED_EVENTS_MAX / bulk.length);
@@ -245,7 +245,7 @@ describe('FactStore unapplied tail (LevelDB writes held at a gate)', () => {
   });
 
   it('a closed loop of appends still gives timers and I/O their turns (the writer yields to the event loop)', async () => {
-    const db = await FactStore.open(DB, { fs: new SimFileSystem(), level: new GatedLevel() });
+    const db = await FactStore.open(DB, { fs: new SimFileSystem(), level: new GatedLevel(), levelDurability: 'volatile' });
     let timerFired = false;
     setTimeout(() => (timerFired = true), 0);
     let appends = 0;
@@ -262,7 +262,7 @@ describe('FactStore unapplied tail (LevelDB writes held at a gate)', () => {
   it('a failed apply loses nothing: later appends fail with FACT_IO, and reopening applies the logged events', async () => {
     const fs = new SimFileSystem();
     const level = new GatedLevel();
-    const db = await FactStore.open(DB, { fs, level, checkpointEveryBytes: NO_CHECKPOINTS });
+    const db = await FactStore.open(DB, { fs, level, levelDurability: 'volatile', checkpointEveryBytes: NO_CHECKPOINTS });
     await db.append({ type: 'Applied' });
     await db.verify();
     level.failing = true;
@@ -274,7 +274,7 @@ describe('FactStore unapplied tail (LevelDB writes held at a gate)', () => {
     await db.close();
 
     level.failing = false;
-    const reopened = await FactStore.open(DB, { fs, level, checkpointEveryBytes: NO_CHECKPOINTS });
+    const reopened = await FactStore.open(DB, { fs, level, levelDurability: 'volatile', checkpointEveryBytes: NO_CHECKPOINTS });
     expect((await reopened.read().toArray()).map((event) => event.type)).toEqual(['Applied', 'Placed', 'Paid']);
     expect(await reopened.streamVersion('order-1')).toBe(2);
     expect((await reopened.verify()).ok).toBe(true);

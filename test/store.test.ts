@@ -1212,7 +1212,7 @@ describe('FactStore recovery (memory-level + SimFileSystem)', () => {
   /** No background checkpoint: LevelDB is checkpointed only at open and close. */
   const NO_CHECKPOINTS = 1 << 30;
   const open = (fs: SimFileSystem, level: LevelDatabase, extra: FactStoreOptions = {}) =>
-    FactStore.open(DB, { fs, level, checkpointEveryBytes: NO_CHECKPOINTS, ...extra });
+    FactStore.open(DB, { fs, level, levelDurability: 'volatile', checkpointEveryBytes: NO_CHECKPOINTS, ...extra });
 
   /** A copy of a LevelDB: what survives when LevelDB loses everything written after this moment. */
   async function copyLevel(source: LevelDatabase): Promise<MemoryLevel<Uint8Array, Uint8Array>> {

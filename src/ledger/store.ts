@@ -22,6 +22,8 @@ import type { FileSystem } from '../wal/file-system.js';
 import { joinPath } from '../wal/file-system.js';
 import { NodeFileSystem } from '../wal/node-file-system.js';
 import { Wal, type WalOptions } from '../wal/wal.js';
+import { LOCK_FILE } from '../wal/format.js';
+import { bindBarrier, chooseBarrier, type BoundBarrier, type LevelDurability } from './barrier.js';
 import { canonicalBytes, decodeChunk, decodeTuples, type DecodedChunk, type EventTuple } from './chunk.js';
 import { indexPrefix, indexRange, KeySpace, ledgerKey, metaKey, nameKey, prefixBounds, readU64, spaceRange, u64, u64Pair, utf8, utf8Decode } from './keys.js';
 import { GeneratedIds, ID_SEED_SIZE_BYTES, newIdSeed } from './ids.js';
@@ -79,8 +81,17 @@ export interface FactStoreOptions {
   createIfMissing?: boolean;
   /** WAL options (docs/wal-format.md). */
   wal?: Pick<WalOptions, 'sync' | 'syncIntervalMs' | 'segmentSizeBytes' | 'retainSegments' | 'maxRecordSizeBytes'>;
-  /** An abstract-level database to use instead of classic-level at `<path>/ledger` (tests: memory-level). */
+  /**
+   * An abstract-level database to use instead of classic-level at `<path>/ledger` (tests:
+   * memory-level). Without `<path>/ledger`, the WAL's pid lock is the database's only lock.
+   */
   level?: LevelDatabase;
+  /**
+   * With `level`: how its writes are made durable at a checkpoint. Needed unless the database has
+   * compactRange (classic-level): 'volatile' for one that keeps nothing across a restart
+   * (memory-level), or a function resolving once everything written before it is durable.
+   */
+  levelDurability?: LevelDurability;
   /** The WAL's file system (tests: SimFileSystem). */
   fs?: FileSystem;
   /** Logged bytes between checkpoints. Default 8 MiB. */
@@ -190,6 +201,9 @@ export class FactStore implements AsyncDisposable {
   readonly #reader: LedgerReader;
   readonly #newBatch: BatchFactory;
   readonly #checkpointEveryBytes: number;
+  readonly #barrier: BoundBarrier;
+  /** The first failed barrier: the store stopped, and close reports it. */
+  #barrierFailure: FactError | null = null;
   /** Last durable position: visible to reads (from LevelDB or the unapplied tail). */
   #head = 0;
   /** Last position and WAL record applied to LevelDB. */
@@ -236,6 +250,7 @@ export class FactStore implements AsyncDisposable {
     wal: Wal,
     db: LevelDatabase,
     ownsDb: boolean,
+    barrier: BoundBarrier,
     checkpointEveryBytes: number,
     declaredDataFields: string[],
     onIndexBuild: ((progress: DataIndexProgress) => void) | undefined,
@@ -252,6 +267,7 @@ export class FactStore implements AsyncDisposable {
     this.#reader = new LedgerReader(db, ids);
     this.#newBatch = batchFactory(db, ownsDb);
     this.#checkpointEveryBytes = checkpointEveryBytes;
+    this.#barrier = barrier;
   }
 
   /** Opens (or creates) the database at `path`; resolves when recovery is done. */
@@ -264,28 +280,46 @@ export class FactStore implements AsyncDisposable {
     }
     const declaredDataFields = checkDataFields(options.indexes?.data);
     if (options.onIndexBuild !== undefined && typeof options.onIndexBuild !== 'function') throw invalid('FactStore.open: onIndexBuild must be a function');
+    const durability = chooseBarrier(options.level, options.levelDurability);
     const fs = options.fs ?? new NodeFileSystem();
     const walDir = joinPath(path, 'wal');
     if (options.createIfMissing === false && !(await fs.exists(walDir))) {
       throw new FactError('FACT_NOT_FOUND', `no database at ${path} (createIfMissing is false)`, { details: { path } });
     }
-    const wal = await Wal.open(walDir, { ...(options.wal ?? {}), fs });
-    let db: LevelDatabase | undefined;
+    // LevelDB's lock first: the WAL's recovery may rewrite files, and its pid lock can misjudge a live holder.
+    const db = await FactStore.#openLevel(path, options.level, fs, walDir);
     const ownsDb = options.level === undefined;
+    let wal: Wal | undefined;
     try {
-      db = options.level ?? new ClassicLevel<Uint8Array, Uint8Array>(joinPath(path, 'ledger'), VIEW);
-      if (db.status !== 'open') await db.open();
-      await FactStore.#checkFormat(db, path);
-      const store = new FactStore(path, wal, db, ownsDb, checkpointEveryBytes, declaredDataFields, options.onIndexBuild);
+      wal = await Wal.open(walDir, { ...(options.wal ?? {}), fs });
+      const barrier = bindBarrier(db, durability, path);
+      await FactStore.#checkFormat(db, path, barrier);
+      const store = new FactStore(path, wal, db, ownsDb, barrier, checkpointEveryBytes, declaredDataFields, options.onIndexBuild);
       await store.#recover();
       return store;
     } catch (error) {
-      await wal.close().catch(() => undefined);
-      if (ownsDb) await db?.close().catch(() => undefined);
+      await wal?.close().catch(() => undefined);
+      if (ownsDb) await db.close().catch(() => undefined);
       if (isFactError(error)) throw error;
+      throw new FactError('FACT_IO', `FactStore.open: could not open the ledger at ${path}`, { cause: error, details: { path } });
+    }
+  }
+
+  /** Opens `level`, or classic-level at `<path>/ledger`, taking LevelDB's lock (a kernel lock, released when its holder dies). */
+  static async #openLevel(path: string, level: LevelDatabase | undefined, fs: FileSystem, walDir: string): Promise<LevelDatabase> {
+    const db = level ?? new ClassicLevel<Uint8Array, Uint8Array>(joinPath(path, 'ledger'), VIEW);
+    try {
+      if (db.status !== 'open') await db.open();
+      return db;
+    } catch (error) {
+      if (level === undefined) await db.close().catch(() => undefined);
       if ((error as { cause?: { code?: unknown } }).cause?.code === 'LEVEL_LOCKED') {
-        // LevelDB's own lock (flock, released by the kernel when its holder dies) backs up ours.
-        throw new FactError('FACT_LOCKED', `FactStore.open: the ledger at ${path} is locked by another process`, { cause: error, details: { path } });
+        const pid = await lockFilePid(fs, joinPath(walDir, LOCK_FILE));
+        const holder = pid === null ? '' : ` (pid ${pid}, from ${joinPath(walDir, LOCK_FILE)})`;
+        throw new FactError('FACT_LOCKED', `FactStore.open: the ledger at ${path} is locked by another process${holder}`, {
+          cause: error,
+          details: pid === null ? { path } : { path, pid },
+        });
       }
       throw new FactError('FACT_IO', `FactStore.open: could not open the ledger at ${path}`, { cause: error, details: { path } });
     }
@@ -431,9 +465,14 @@ export class FactStore implements AsyncDisposable {
 
   /** Runs `work` after every index maintenance started before it; appends are not held back. */
   #maintenanceTurn<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.#maintenanceChain.then(() => {
+    const run = this.#maintenanceChain.then(async () => {
       this.#checkOpen('maintenance');
-      return work();
+      try {
+        return await work();
+      } catch (error) {
+        if (isFactError(error)) throw error;
+        throw new FactError('FACT_IO', `index maintenance of ${this.path} failed: ${asError(error).message}`, { cause: error, details: { path: this.path } });
+      }
     });
     this.#maintenanceChain = run.catch(() => undefined);
     return run;
@@ -446,9 +485,9 @@ export class FactStore implements AsyncDisposable {
    */
   async #underRebuildMarker<T>(work: () => Promise<T>): Promise<T> {
     await this.#db.put<Uint8Array, Uint8Array>(metaKey('rebuilding'), new Uint8Array(0), VIEW);
-    await durabilityBarrier(this.#db);
+    await this.#makeDurable();
     const result = await work();
-    await durabilityBarrier(this.#db);
+    await this.#makeDurable();
     await this.#db.del<Uint8Array>(metaKey('rebuilding'), { keyEncoding: 'view' });
     return result;
   }
@@ -641,7 +680,7 @@ export class FactStore implements AsyncDisposable {
     });
     try {
       await buildDataIndexes(this.#db, this.#newBatch, head, missing, this.#onIndexBuild);
-      await durabilityBarrier(this.#db);
+      await this.#makeDurable();
       await this.#db.put<Uint8Array, Uint8Array>(metaKey('dataFields'), metaEncoder.encode(recorded), VIEW);
       this.#dataFields = recorded;
     } finally {
@@ -1210,23 +1249,42 @@ export class FactStore implements AsyncDisposable {
     this.#bytesSinceCheckpoint = 0;
     this.#checkpointRun = this.#checkpoint()
       .catch(() => {
-        // A failed checkpoint loses nothing: the WAL keeps every record since the last one.
+        // A failed checkpoint loses nothing: the WAL keeps every record since the last one. A
+        // failed barrier has stopped the store (#makeDurable), and close reports it.
       })
       .finally(() => {
         this.#checkpointRun = null;
       });
   }
 
-  /** Barrier (LevelDB durable up to the applied LSN), then tell the WAL. */
+  /** Barrier (LevelDB durable up to the applied LSN), then tell the WAL; never past a failed barrier. */
   async #checkpoint(): Promise<void> {
+    if (this.#barrierFailure) throw this.#barrierFailure;
     const lsn = this.#appliedLsn;
     if (lsn <= this.#wal.checkpointLsn) return;
-    await durabilityBarrier(this.#db);
+    await this.#makeDurable();
     await this.#wal.checkpoint(lsn);
   }
 
+  /**
+   * The barrier. A failure stops the store like a failed apply: LevelDB then refuses writes
+   * anyway (its background error sticks until reopened), and a later barrier that succeeds
+   * would not prove that what this one covered survived.
+   */
+  async #makeDurable(): Promise<void> {
+    if (this.#barrierFailure) throw this.#barrierFailure;
+    try {
+      await this.#barrier();
+    } catch (error) {
+      const failure = isFactError(error) ? error : new FactError('FACT_IO', `the durability barrier of ${this.path} failed`, { cause: error });
+      this.#barrierFailure ??= failure;
+      this.#fail(failure);
+      throw failure;
+    }
+  }
+
   /** Recovery rows 4, 5 and 5b. */
-  static async #checkFormat(db: LevelDatabase, path: string): Promise<void> {
+  static async #checkFormat(db: LevelDatabase, path: string, barrier: BoundBarrier): Promise<void> {
     const format = await db.get<Uint8Array, Uint8Array>(metaKey('format'), VIEW);
     if (format === undefined) {
       await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
@@ -1234,7 +1292,7 @@ export class FactStore implements AsyncDisposable {
       // Same ledger, older index layout: the durable marker makes the rebuild in #recover
       // (recovery row 9) happen even if this open is cut short after the new version is recorded.
       await db.put<Uint8Array, Uint8Array>(metaKey('rebuilding'), new Uint8Array(0), VIEW);
-      await durabilityBarrier(db);
+      await barrier();
       await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
     } else if (readU64(format, 0) !== STORAGE_FORMAT_VERSION) {
       throw new FactError('FACT_CORRUPTION', `database ${path} has storage format ${readU64(format, 0)}; this version reads ${STORAGE_FORMAT_VERSION}`);
@@ -1265,7 +1323,7 @@ export class FactStore implements AsyncDisposable {
       await this.#wal.sync();
     }
     await this.#db.put<Uint8Array, Uint8Array>(metaKey('idSeed'), seed, VIEW);
-    await durabilityBarrier(this.#db);
+    await this.#makeDurable();
     this.#ids.useSeed(seed);
   }
 
@@ -1361,18 +1419,26 @@ export class FactStore implements AsyncDisposable {
     await this.#ensureDataIndexes(this.#declaredDataFields);
   }
 
+  /** Rejects when a barrier failed during the handle's life or the final checkpoint failed; closes either way. */
   async #close(): Promise<void> {
+    let checkpointFailure: FactError | null = null;
     try {
       await this.#maintenanceChain;
       while (this.#maintenance) await this.#maintenance.catch(() => undefined);
       await this.#idle();
       await this.#checkpointRun;
-      if (!this.#failure) await this.#checkpoint().catch(() => undefined);
+      if (!this.#failure) {
+        await this.#checkpoint().catch((error: unknown) => {
+          checkpointFailure = isFactError(error) ? error : new FactError('FACT_IO', `the final checkpoint of ${this.path} failed`, { cause: error });
+        });
+      }
     } finally {
       this.#closed = true;
       await this.#wal.close().catch(() => undefined);
       if (this.#ownsDb) await this.#db.close().catch(() => undefined);
     }
+    const failure = this.#barrierFailure ?? checkpointFailure;
+    if (failure) throw failure;
   }
 
   #checkOpen(method: string): void {
@@ -1442,15 +1508,9 @@ function sameEvent(tuple: EventTuple, stream: string, event: RecordedEvent): boo
   return Buffer.from(canonicalBytes(tuple)).equals(canonicalBytes(stored));
 }
 
-/**
- * Makes everything LevelDB holds durable. classic-level's compactRange first flushes the
- * memtable to a synced table file and a synced manifest (docs/storage-format.md). Databases
- * without compactRange (memory-level) have nothing to make durable.
- */
-async function durabilityBarrier(db: LevelDatabase): Promise<void> {
-  const compact = (db as { compactRange?: (start: Uint8Array, end: Uint8Array, options: object) => Promise<void> }).compactRange;
-  if (typeof compact === 'function') {
-    const key = metaKey('applied');
-    await compact.call(db, key, key, { keyEncoding: 'view' });
-  }
+/** The pid in a WAL lock file, or null when there is none to read. */
+async function lockFilePid(fs: FileSystem, lockPath: string): Promise<number | null> {
+  const bytes = await fs.readFile(lockPath).catch(() => null);
+  const pid = bytes === null ? Number.NaN : Number.parseInt(Buffer.from(bytes).toString('utf8'), 10);
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
 }

@@ -24,7 +24,8 @@ export function memoryBackend(): OptionsFor {
       level = newMemoryLevel();
       levels.set(dbPath, level);
     }
-    return { level, fs };
+    // memory-level keeps nothing across a restart: it needs no durability barrier.
+    return { level, fs, levelDurability: 'volatile' };
   };
 }
 
