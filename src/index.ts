@@ -25,6 +25,8 @@ export {
   EVENT_ID_SIZE_BYTES_MAX,
   APPEND_EVENTS_MAX,
 } from './ledger/validation.js';
+export { DATA_NESTING_DEPTH_MAX } from './ledger/cbor.js';
+export { DATA_FIELD_VALUE_SIZE_BYTES_MAX } from './query/query.js';
 export { FactError, isFactError, FactErrorCodes } from './errors.js';
 export type { FactErrorCode, FactErrorOptions } from './errors.js';
 export { Wal, NodeFileSystem, SimFileSystem } from './wal/index.js';

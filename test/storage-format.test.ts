@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { FactStore } from '../src/index.js';
-import { decodeChunk } from '../src/ledger/chunk.js';
+import { CHUNK_KIND_APPEND_FIRST, decodeChunk } from '../src/ledger/chunk.js';
 import { metaKey } from '../src/ledger/keys.js';
 import { SimFileSystem } from '../src/wal/sim-file-system.js';
 import { hex, newMemoryLevel } from './support/backends.js';
@@ -58,7 +58,7 @@ describe('docs/storage-format.md', () => {
       if (valueText.startsWith('chunk:')) {
         // The chunk's CBOR part is not spelled out: check its header and decoded content.
         const chunk = decodeChunk(actual!, 'example');
-        expect(actual![0]).toBe(1);
+        expect(actual![0]).toBe(CHUNK_KIND_APPEND_FIRST);
         expect({ timestamp: chunk.timestamp, stream: chunk.stream, first: chunk.firstStreamPosition }).toEqual({ timestamp: events[0]!.timestamp, stream: 'course-c1', first: 1 });
         expect(chunk.tuples).toEqual([
           [null, 'CourseDefined', null, {}, ['course:c1']],

@@ -424,8 +424,11 @@ export function describeStoreSuite(name: string, makeOptions: () => OptionsFor):
         const retry = { type: 'Placed', id: placed!.id, data: placed!.data, metadata: placed!.metadata, tags: placed!.tags };
         const retried = await db.appendStream('order-1', [retry, { type: 'Paid', id: paid!.id }]);
         expect(retried).toEqual({ position: 2, streamPosition: 2, count: 2 });
+        // All 300 events (two chunks) are a retry; one of them alone is part of an append, not one.
+        const bulkEvents = before.slice(2).map((event) => ({ type: 'Bulk', id: event.id, data: event.data }));
+        expect(await db.append(bulkEvents)).toEqual({ position: 302, count: 300 });
         const bulk = before[150]!;
-        expect(await db.append({ type: 'Bulk', id: bulk.id, data: bulk.data })).toEqual({ position: bulk.position, count: 1 });
+        await expectFactError(() => db.append({ type: 'Bulk', id: bulk.id, data: bulk.data }), 'FACT_DUPLICATE_EVENT_ID', /not as one append/);
         const error = await expectFactError(() => db.append({ type: 'Bulk', id: bulk.id, data: { n: -1 } }), 'FACT_DUPLICATE_EVENT_ID', /already exists/);
         expect(error.details).toEqual({ id: bulk.id, position: bulk.position });
         expect(await db.head()).toBe(302);
@@ -452,9 +455,10 @@ export function describeStoreSuite(name: string, makeOptions: () => OptionsFor):
         expect(await db.head()).toBe(3);
         await db.append([{ type: 'Fourth' }, { type: 'Fifth' }]);
         expect((await db.read('all', { from: 5 }).toArray())[0]!.id).toBe(ids.id(5));
-        // Now it exists: the same content is a retry, other content a duplicate.
-        expect(await db.append({ type: 'Fifth', id: ids.id(5) })).toEqual({ position: 5, count: 1 });
+        // Now it exists: the same append is a retry, other content (or a part of it) a duplicate.
+        expect(await db.append([{ type: 'Fourth', id: ids.id(4) }, { type: 'Fifth', id: ids.id(5) }])).toEqual({ position: 5, count: 2 });
         await expectFactError(() => db.append({ type: 'Sixth', id: ids.id(5) }), 'FACT_DUPLICATE_EVENT_ID', /already exists at position 5/);
+        await expectFactError(() => db.append({ type: 'Fifth', id: ids.id(5) }), 'FACT_DUPLICATE_EVENT_ID', /not as one append/);
         expect(await db.head()).toBe(5);
       });
     });
@@ -1404,7 +1408,7 @@ describe('FactStore recovery (memory-level + SimFileSystem)', () => {
     expect((await reopened.verify()).ok).toBe(true);
     await reopened.close();
     expect(await dumpIndexes(level)).toEqual(expected);
-    expect(readU64((await level.get<Uint8Array, Uint8Array>(metaKey('format'), VIEW))!, 0)).toBe(2);
+    expect(readU64((await level.get<Uint8Array, Uint8Array>(metaKey("format"), VIEW))!, 0)).toBe(3);
     expect(await level.get<Uint8Array, Uint8Array>(metaKey('rebuilding'), VIEW)).toBeUndefined();
   });
 

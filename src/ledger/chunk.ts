@@ -4,18 +4,24 @@
  */
 import { Encoder } from 'cbor-x';
 import { assert, FactError } from '../errors.js';
+import { decodeStored } from './cbor.js';
 import type { RecordedEvent } from '../types.js';
 import type { GeneratedIds } from './ids.js';
 import { readU64, utf8Decode, writeU64 } from './keys.js';
 
-export const CHUNK_FORMAT = 1;
+/**
+ * The chunk's first byte, its kind (docs/storage-format.md, "Chunks"): whether it starts an
+ * append or continues the append of the chunk before it; kind 1 chunks, written by formats 1
+ * and 2, do not say.
+ */
+export const CHUNK_KIND_UNMARKED = 1;
+export const CHUNK_KIND_APPEND_FIRST = 2;
+export const CHUNK_KIND_APPEND_CONTINUED = 3;
 export const CHUNK_EVENTS_MAX = 256;
 const CHUNK_HEADER_FIXED_SIZE_BYTES = 1 + 8 + 8 + 2;
 
-/** Records the event tuples: cbor-x's default options round-trip Map, Date, bigint, bytes. */
+/** Records the event tuples: cbor-x's default options round-trip Map, Date, bigint, bytes; cbor.ts reads them. */
 const eventEncoder = new Encoder();
-/** Canonical form for comparing values (no record extension, so equal values encode equally). */
-const canonicalEncoder = new Encoder({ useRecords: false, mapsAsObjects: false });
 
 /**
  * [id, type, data, metadata, tags] — what one event stores besides the chunk header. The id is
@@ -24,6 +30,8 @@ const canonicalEncoder = new Encoder({ useRecords: false, mapsAsObjects: false }
 export type EventTuple = [id: string | null, type: string, data: unknown, metadata: Record<string, unknown>, tags: string[]];
 
 export interface ChunkHeader {
+  /** CHUNK_KIND_APPEND_FIRST, CHUNK_KIND_APPEND_CONTINUED, or CHUNK_KIND_UNMARKED (older formats). */
+  kind: number;
   timestamp: number;
   /** Empty string when the chunk is not part of a stream. */
   stream: string;
@@ -35,10 +43,6 @@ export function encodeTuples(tuples: EventTuple[]): Uint8Array {
   return eventEncoder.encode(tuples);
 }
 
-export function canonicalBytes(value: unknown): Uint8Array {
-  return canonicalEncoder.encode(value);
-}
-
 /** Bytes of a chunk whose stream id has `streamSizeBytes` of UTF-8 and whose tuples encode to `tuplesSizeBytes`. */
 export function chunkSizeBytes(streamSizeBytes: number, tuplesSizeBytes: number): number {
   return CHUNK_HEADER_FIXED_SIZE_BYTES + streamSizeBytes + tuplesSizeBytes;
@@ -47,7 +51,8 @@ export function chunkSizeBytes(streamSizeBytes: number, tuplesSizeBytes: number)
 /** Writes a chunk at `offset` of `target` (chunkSizeBytes long); `streamBytes` is utf8(header.stream). */
 export function writeChunk(target: Uint8Array, offset: number, header: ChunkHeader, streamBytes: Uint8Array, tuplesBytes: Uint8Array): void {
   assert(streamBytes.length <= 0xffff, 'stream id fits the chunk header');
-  target[offset] = CHUNK_FORMAT;
+  assert(header.kind === CHUNK_KIND_APPEND_FIRST || header.kind === CHUNK_KIND_APPEND_CONTINUED, 'new chunks say where their append starts');
+  target[offset] = header.kind;
   writeU64(target, offset + 1, header.timestamp);
   writeU64(target, offset + 9, header.firstStreamPosition);
   target[offset + 17] = streamBytes.length >>> 8;
@@ -60,14 +65,28 @@ export function writeChunk(target: Uint8Array, offset: number, header: ChunkHead
 export function decodeTuples(tuplesBytes: Uint8Array, where: string): EventTuple[] {
   let tuples: unknown;
   try {
-    tuples = eventEncoder.decode(tuplesBytes);
+    tuples = decodeStored(tuplesBytes);
   } catch (cause) {
+    // Malformed bytes, or nesting deeper than the stack (a RangeError): never a partial result.
     throw new FactError('FACT_CORRUPTION', `ledger chunk ${where} does not decode`, { cause, details: { chunk: where } });
   }
-  if (!Array.isArray(tuples)) {
-    throw new FactError('FACT_CORRUPTION', `ledger chunk ${where} does not hold an event list`, { details: { chunk: where } });
+  if (!Array.isArray(tuples) || tuples.length === 0 || tuples.length > CHUNK_EVENTS_MAX || !tuples.every(isEventTuple)) {
+    throw new FactError('FACT_CORRUPTION', `ledger chunk ${where} does not hold a list of events [id, type, data, metadata, tags]`, { details: { chunk: where } });
   }
   return tuples as EventTuple[];
+}
+
+function isEventTuple(tuple: unknown): boolean {
+  if (!Array.isArray(tuple) || tuple.length !== 5) return false;
+  const [id, type, , metadata, tags] = tuple as unknown[];
+  return (
+    (id === null || typeof id === 'string') &&
+    typeof type === 'string' &&
+    typeof metadata === 'object' &&
+    metadata !== null &&
+    Array.isArray(tags) &&
+    tags.every((tag) => typeof tag === 'string')
+  );
 }
 
 export interface DecodedChunk extends ChunkHeader {
@@ -75,13 +94,16 @@ export interface DecodedChunk extends ChunkHeader {
 }
 
 export function decodeChunk(chunk: Uint8Array, where: string): DecodedChunk {
-  if (chunk.length < CHUNK_HEADER_FIXED_SIZE_BYTES || chunk[0] !== CHUNK_FORMAT) {
-    throw new FactError('FACT_CORRUPTION', `ledger chunk ${where} has an unknown format`, { details: { chunk: where } });
+  const kind = chunk[0];
+  if (chunk.length < CHUNK_HEADER_FIXED_SIZE_BYTES || (kind !== CHUNK_KIND_UNMARKED && kind !== CHUNK_KIND_APPEND_FIRST && kind !== CHUNK_KIND_APPEND_CONTINUED)) {
+    throw new FactError('FACT_CORRUPTION', `ledger chunk ${where} has an unknown kind`, { details: { chunk: where } });
   }
   const streamLength = (chunk[17]! << 8) | chunk[18]!;
   const tuplesOffset = CHUNK_HEADER_FIXED_SIZE_BYTES + streamLength;
+  if (tuplesOffset > chunk.length) throw new FactError('FACT_CORRUPTION', `ledger chunk ${where} is shorter than its header says`, { details: { chunk: where } });
   const tuples = decodeTuples(chunk.subarray(tuplesOffset), where);
   return {
+    kind,
     timestamp: readU64(chunk, 1),
     firstStreamPosition: readU64(chunk, 9),
     stream: utf8Decode(chunk.subarray(CHUNK_HEADER_FIXED_SIZE_BYTES, tuplesOffset)),

@@ -24,7 +24,9 @@ import { NodeFileSystem } from '../wal/node-file-system.js';
 import { Wal, type WalOptions } from '../wal/wal.js';
 import { LOCK_FILE } from '../wal/format.js';
 import { bindBarrier, chooseBarrier, type BoundBarrier, type LevelDurability } from './barrier.js';
-import { canonicalBytes, decodeChunk, decodeTuples, type DecodedChunk, type EventTuple } from './chunk.js';
+import { canonicalBytes } from './cbor.js';
+import { CHUNK_KIND_APPEND_CONTINUED, CHUNK_KIND_APPEND_FIRST, decodeChunk, decodeTuples, type DecodedChunk, type EventTuple } from './chunk.js';
+import { isOneAppend, type ChunkSpan, type ChunkSpanAt } from './retry.js';
 import { indexPrefix, indexRange, KeySpace, ledgerKey, metaKey, nameKey, prefixBounds, readU64, spaceRange, u64, u64Pair, utf8, utf8Decode } from './keys.js';
 import { GeneratedIds, ID_SEED_SIZE_BYTES, newIdSeed } from './ids.js';
 import { batchFactory, ByteArena, VIEW, type BatchFactory, type LevelDatabase } from './level.js';
@@ -57,9 +59,14 @@ import { Query, matchesQuery, DATA_FIELD_SIZE_BYTES_MAX, type CompiledItem } fro
 import { openQueryCursor } from '../query/plan.js';
 import { Encoder } from 'cbor-x';
 
-export const STORAGE_FORMAT_VERSION = 2;
+export const STORAGE_FORMAT_VERSION = 3;
 /** Formats whose ledger this version reads and whose indexes it rebuilds on open (1: one type, category and stream entry per event). */
 const INDEX_UPGRADABLE_FORMAT_VERSIONS: readonly number[] = [1];
+/**
+ * Formats whose indexes this version keeps, except data-field entries, whose values were in
+ * another canonical form (2: unsorted keys); with data fields, all indexes are rebuilt on open.
+ */
+const DATA_INDEX_UPGRADABLE_FORMAT_VERSIONS: readonly number[] = [2];
 export const DEFAULT_CHECKPOINT_EVERY_BYTES = 8 * 1024 * 1024;
 export const STREAM_VERSION_CACHE_ENTRIES_MAX = 100_000;
 export const GROUP_APPENDS_MAX = 1024;
@@ -168,12 +175,12 @@ interface PlanReads {
    * Positions and stored events of the caller-chosen ids that exist, and the ids the caller may
    * not choose: this database's generated form for a position not yet committed (ids.ts).
    */
-  existingIds: { positions: ReadonlyMap<string, number>; events: ReadonlyMap<number, RecordedEvent>; reserved: ReadonlySet<string> };
+  existingIds: { positions: ReadonlyMap<string, number>; events: ReadonlyMap<number, RecordedEvent>; reserved: ReadonlySet<string>; spanAt: ChunkSpanAt };
   /** Per request, the newest committed position matching its condition (0: none); null without conditions. */
   committedConflicts: number[] | null;
 }
 
-const NOTHING_READ: PlanReads = { existingIds: { positions: new Map(), events: new Map(), reserved: new Set() }, committedConflicts: null };
+const NOTHING_READ: PlanReads = { existingIds: { positions: new Map(), events: new Map(), reserved: new Set(), spanAt: () => undefined }, committedConflicts: null };
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 const metaEncoder = new Encoder({ useRecords: false });
@@ -917,7 +924,7 @@ export class FactStore implements AsyncDisposable {
       if (existingIds.positions.size > 0) {
         const existing = events.ids.map((id) => (id === null ? undefined : existingIds.positions.get(id)));
         if (existing.some((position) => position !== undefined)) {
-          this.#settleRetry(request, existing, existingIds.events);
+          this.#settleRetry(request, existing, existingIds.events, existingIds.spanAt);
           continue;
         }
       }
@@ -971,7 +978,8 @@ export class FactStore implements AsyncDisposable {
         // Data indexes and condition checks must see what the ledger holds (the bytes encoded when
         // append was called), not the caller's objects: changed since, or not round-tripping.
         const tuples = this.#applyDataFields.length > 0 ? decodeTuples(chunk.tuplesBytes, `planned at position ${chunkFirst}`) : chunk.tuples;
-        const header = { timestamp: request.timestamp, stream: request.stream, firstStreamPosition: request.stream === '' ? 0 : chunkStreamPosition, tuples };
+        const kind = chunkFirst === firstPosition ? CHUNK_KIND_APPEND_FIRST : CHUNK_KIND_APPEND_CONTINUED;
+        const header = { kind, timestamp: request.timestamp, stream: request.stream, firstStreamPosition: request.stream === '' ? 0 : chunkStreamPosition, tuples };
         chunks.push({ firstPosition: chunkFirst, header, streamBytes, tuplesBytes: chunk.tuplesBytes });
         chunkFirst += chunk.tuples.length;
         chunkStreamPosition += chunk.tuples.length;
@@ -1036,7 +1044,7 @@ export class FactStore implements AsyncDisposable {
     const positions = new Map<string, number>();
     const events = new Map<number, RecordedEvent>();
     const reserved = new Set<string>();
-    if (ids.size === 0) return { positions, events, reserved };
+    if (ids.size === 0) return { positions, events, reserved, spanAt: NOTHING_READ.existingIds.spanAt };
     const tail = this.#tail.snapshot(this.#appliedHead);
     for (const [id, position] of tail.idPositions(ids)) positions.set(id, position);
     const stored = [...ids].filter((id) => !positions.has(id));
@@ -1066,18 +1074,62 @@ export class FactStore implements AsyncDisposable {
     }
     // A generated-form id exists if its position's event has it (that event's id was generated).
     for (const { id, position } of generatedForm) if (events.get(position)?.id === id) positions.set(id, position);
-    return { positions, events, reserved };
+    return { positions, events, reserved, spanAt: await this.#chunkSpans(events.keys()) };
+  }
+
+  /**
+   * The chunks holding `positions` and their neighbours (a retry must be exactly one append, see
+   * retry.ts): the unapplied tail first, else LevelDB's chunk at or before the position.
+   */
+  async #chunkSpans(positions: Iterable<number>): Promise<ChunkSpanAt> {
+    const spans: ChunkSpan[] = [];
+    const spanAt: ChunkSpanAt = (position) => spans.find((span) => span.first <= position && position < span.first + span.count);
+    const tail = this.#tail.snapshot(this.#appliedHead);
+    const spanOf = (first: number, chunk: DecodedChunk): ChunkSpan => ({
+      first,
+      count: chunk.tuples.length,
+      kind: chunk.kind,
+      timestamp: chunk.timestamp,
+      stream: chunk.stream,
+      firstStreamPosition: chunk.firstStreamPosition,
+    });
+    for (const position of positions) {
+      for (const wanted of [position - 1, position, position + 1]) {
+        if (wanted < 1 || wanted > this.#head || spanAt(wanted) !== undefined) continue;
+        const inTail = tail.chunkAt(wanted);
+        if (inTail !== undefined) {
+          spans.push(spanOf(inTail.firstPosition, inTail.planned));
+          continue;
+        }
+        const stored = await this.#reader.chunkAt(wanted);
+        if (stored !== undefined) spans.push(spanOf(stored.first, stored.chunk));
+      }
+    }
+    return spanAt;
   }
 
   /** Some ids already exist: an identical retry returns the original result, anything else fails. */
-  #settleRetry(request: AppendRequest, existing: (number | undefined)[], storedEvents: ReadonlyMap<number, RecordedEvent>): void {
+  #settleRetry(request: AppendRequest, existing: (number | undefined)[], storedEvents: ReadonlyMap<number, RecordedEvent>, spanAt: ChunkSpanAt): void {
     const { events } = request;
     const stored = existing.map((position) => (position === undefined ? undefined : storedEvents.get(position)));
-    const tuples = events.chunks.flatMap((chunk) => chunk.tuples);
+    // Compared as the ledger would hold them: the decoded bytes, not the caller's objects.
+    const tuples = events.chunks.flatMap((chunk) => decodeTuples(chunk.tuplesBytes, `of the retried ${request.method}`));
     const mismatch = tuples.findIndex((tuple, index) => {
       const event = stored[index];
       return event === undefined || !sameEvent(tuple, request.stream, event) || (index > 0 && event.position !== stored[index - 1]!.position + 1);
     });
+    // Identical events, but a retry must also be all of one append: not part of one, not parts of two.
+    if (mismatch < 0 && !isOneAppend(stored[0]!.position, events.count, spanAt)) {
+      const first = stored[0]!;
+      request.reject(
+        new FactError(
+          'FACT_DUPLICATE_EVENT_ID',
+          `${request.method}: events ${events.ids[0]} … exist at positions ${first.position} … ${first.position + events.count - 1}, but not as one append of exactly these events`,
+          { details: { id: events.ids[0], position: first.position } },
+        ),
+      );
+      return;
+    }
     if (mismatch >= 0) {
       // Name an id that exists: for a partial retry, the first one that does.
       const partial = stored[mismatch] === undefined;
@@ -1288,11 +1340,17 @@ export class FactStore implements AsyncDisposable {
     const format = await db.get<Uint8Array, Uint8Array>(metaKey('format'), VIEW);
     if (format === undefined) {
       await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
-    } else if (INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(readU64(format, 0))) {
+    } else if (
+      INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(readU64(format, 0)) ||
+      (DATA_INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(readU64(format, 0)) && (await hasDataFields(db)))
+    ) {
       // Same ledger, older index layout: the durable marker makes the rebuild in #recover
       // (recovery row 9) happen even if this open is cut short after the new version is recorded.
       await db.put<Uint8Array, Uint8Array>(metaKey('rebuilding'), new Uint8Array(0), VIEW);
       await barrier();
+      await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
+    } else if (DATA_INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(readU64(format, 0))) {
+      // No data-field index: nothing derived from a canonical form, the rest reads as it is.
       await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
     } else if (readU64(format, 0) !== STORAGE_FORMAT_VERSION) {
       throw new FactError('FACT_CORRUPTION', `database ${path} has storage format ${readU64(format, 0)}; this version reads ${STORAGE_FORMAT_VERSION}`);
@@ -1502,6 +1560,7 @@ function expectationViolation(expect: StreamExpectation, version: number): strin
   return version === expect ? null : 'is not at the expected version';
 }
 
+/** Same stream and same content in canonical form (object keys in any order). */
 function sameEvent(tuple: EventTuple, stream: string, event: RecordedEvent): boolean {
   if ((event.stream ?? '') !== stream) return false;
   const stored: EventTuple = [event.id, event.type, event.data, event.metadata, event.tags];
@@ -1513,4 +1572,10 @@ async function lockFilePid(fs: FileSystem, lockPath: string): Promise<number | n
   const bytes = await fs.readFile(lockPath).catch(() => null);
   const pid = bytes === null ? Number.NaN : Number.parseInt(Buffer.from(bytes).toString('utf8'), 10);
   return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+}
+
+/** Whether `M dataFields` records any data-field index. */
+async function hasDataFields(db: LevelDatabase): Promise<boolean> {
+  const recorded = await db.get<Uint8Array, Uint8Array>(metaKey('dataFields'), VIEW);
+  return recorded !== undefined && (metaEncoder.decode(recorded) as string[]).length > 0;
 }

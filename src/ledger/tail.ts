@@ -113,6 +113,15 @@ export class TailSnapshot {
     return 0;
   }
 
+  /** The chunk holding `position`, if the tail has it. */
+  chunkAt(position: number): TailChunk | undefined {
+    for (let step = this.#start; step < this.#end; step++) {
+      const chunk = this.#chunks[step]!;
+      if (chunk.firstPosition <= position && position < chunk.firstPosition + chunk.planned.tuples.length) return chunk;
+    }
+    return undefined;
+  }
+
   /** Positions of those of `ids` that the tail holds. */
   idPositions(ids: ReadonlySet<string>): Map<string, number> {
     const found = new Map<string, number>();

@@ -1,6 +1,7 @@
 /** Input validation of the public methods: bad input gets FACT_INVALID_ARGUMENT and changes nothing. */
 import { FactError } from '../errors.js';
 import type { EventInput, ReadOptions, StreamExpectation } from '../types.js';
+import { unstorableEvent } from './cbor.js';
 import { CHUNK_EVENTS_MAX, encodeTuples, type EventTuple } from './chunk.js';
 
 export const EVENT_TYPE_SIZE_BYTES_MAX = 256;
@@ -120,6 +121,9 @@ export function prepareEvents(input: unknown, method: string): PreparedEvents {
     } catch (cause) {
       throw invalid(`${method}: event data or metadata cannot be encoded as CBOR`, {}, cause);
     }
+    // What reads could not rebuild exactly would make its chunk unreadable or wrong: refused here.
+    const unstorable = unstorableEvent(tuplesBytes);
+    if (unstorable !== null) throw invalid(`${method}: event ${start + unstorable.index} cannot be stored: ${unstorable.reason}`, { index: start + unstorable.index });
     chunks.push({ tuples: slice, tuplesBytes });
   }
   return { chunks, ids, callerIds: callerIdCount > 0, count: tuples.length };

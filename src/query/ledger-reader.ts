@@ -99,6 +99,17 @@ export class LedgerReader {
     }
   }
 
+  /** The stored chunk holding `position` (the one with the greatest first position ≤ it), if any. */
+  async chunkAt(position: number): Promise<{ first: number; chunk: DecodedChunk } | undefined> {
+    const space = spaceRange(KeySpace.ledger);
+    const entries = await this.#db.iterator<Uint8Array, Uint8Array>({ ...VIEW, gte: space.gte, lte: ledgerKey(position), reverse: true, limit: 1 }).all();
+    const entry = entries[0];
+    if (entry === undefined) return undefined;
+    const first = readU64(entry[0], 1);
+    const chunk = decodeChunk(entry[1], String(first));
+    return position < first + chunk.tuples.length ? { first, chunk } : undefined;
+  }
+
   async #chunkStartAtOrBefore(position: number): Promise<Uint8Array> {
     const space = spaceRange(KeySpace.ledger);
     const keys = await this.#db.keys<Uint8Array>({ keyEncoding: 'view', gte: space.gte, lte: ledgerKey(position), reverse: true, limit: 1 }).all();

@@ -4,10 +4,16 @@
  * (if given) AND each top-level `data` field equals the value, or one of the values of an array.
  */
 import { FactError } from '../errors.js';
-import { canonicalBytes } from '../ledger/chunk.js';
+import { canonicalBytes } from '../ledger/cbor.js';
 import { checkName, EVENT_TYPE_SIZE_BYTES_MAX, TAG_SIZE_BYTES_MAX } from '../ledger/validation.js';
 
 export const DATA_FIELD_SIZE_BYTES_MAX = 256;
+/**
+ * Largest canonical encoding of a data-field value that is indexed (it is part of a LevelDB
+ * key): an event whose value is larger is left out of that field's index, and a query for
+ * such a value is refused, since the index could not answer it.
+ */
+export const DATA_FIELD_VALUE_SIZE_BYTES_MAX = 1024;
 
 export interface QueryItem {
   types?: readonly string[];
@@ -58,6 +64,12 @@ function compileItem(item: unknown, where: string): CompiledItem {
         encoded = values.map((value) => canonicalBytes(value));
       } catch {
         throw invalid(`${where}: data.${field} has a value that cannot be encoded as CBOR`);
+      }
+      const large = encoded.findIndex((value) => value.length > DATA_FIELD_VALUE_SIZE_BYTES_MAX);
+      if (large >= 0) {
+        throw invalid(
+          `${where}: data.${field} has a value of ${encoded[large]!.length} bytes (canonical CBOR); data-field values above DATA_FIELD_VALUE_SIZE_BYTES_MAX (${DATA_FIELD_VALUE_SIZE_BYTES_MAX}) are not indexed, so they cannot be queried`,
+        );
       }
       compiledData.push({ field, values: dedupeBytes(encoded) });
     }
@@ -180,13 +192,17 @@ export class Query {
   }
 }
 
-/** The canonical CBOR bytes of a top-level data field, or null when the event has no such field. */
+/**
+ * The canonical CBOR bytes of a top-level data field, or null when the event has no such field
+ * or its value is above DATA_FIELD_VALUE_SIZE_BYTES_MAX (not indexed: no query can ask for it).
+ */
 export function dataFieldBytes(data: unknown, field: string): Uint8Array | null {
   if (typeof data !== 'object' || data === null || Array.isArray(data) || data instanceof Map || ArrayBuffer.isView(data) || data instanceof Date) {
     return null;
   }
   if (!Object.prototype.hasOwnProperty.call(data, field)) return null;
-  return canonicalBytes((data as Record<string, unknown>)[field]);
+  const bytes = canonicalBytes((data as Record<string, unknown>)[field]);
+  return bytes.length > DATA_FIELD_VALUE_SIZE_BYTES_MAX ? null : bytes;
 }
 
 /** Whether an event matches a query, in memory (the reference semantics of the indexed path). */

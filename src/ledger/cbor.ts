@@ -1,0 +1,672 @@
+/**
+ * The ledger's CBOR codec (docs/storage-format.md, "Event encoding"). Events are still encoded
+ * by cbor-x (its record extension keeps them small), but decoded here, because reading stored
+ * bytes must be exact and safe, which cbor-x's decoder is not: it renames a `__proto__` key,
+ * builds RegExps and cyclic structures from tags 27–29, and keeps no bound on nesting that an
+ * append could check. `canonicalBytes` is the deterministic form values are compared by.
+ */
+import { Tag } from 'cbor-x';
+
+/** Deepest nesting of arrays, objects, Maps and Sets an event's `data` or `metadata` may have. */
+export const DATA_NESTING_DEPTH_MAX = 100;
+
+/** cbor-x's record extension: tag 0xdfff defines a structure inline, tags 0xe000 + id reuse it. */
+const RECORD_DEFINITION_TAG = 0xdfff;
+const RECORD_ID_FIRST = 0xe000;
+const RECORD_IDS = 0x2000;
+/** cbor-x's Error and RegExp tag: never decoded into objects, refused at append. */
+const GENERIC_OBJECT_TAG = 27;
+
+export class CborError extends Error {}
+
+function fail(message: string): never {
+  throw new CborError(message);
+}
+
+// ------------------------------------------------------------------ decoding
+
+let src: Uint8Array = new Uint8Array(0);
+let view: DataView = new DataView(src.buffer);
+let pos = 0;
+let srcBuffer = Buffer.alloc(0) as Buffer & { utf8Slice(start: number, end: number): string };
+let end = 0;
+let structures: (Structure | undefined)[] = [];
+
+/** Decodes one CBOR item that fills `bytes` exactly; throws CborError (or RangeError: stack) on anything else. */
+export function decodeStored(bytes: Uint8Array): unknown {
+  src = bytes;
+  view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  pos = 0;
+  srcBuffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) as typeof srcBuffer;
+  end = bytes.length;
+  structures = [];
+  try {
+    const value = read();
+    if (pos !== end) fail(`${end - pos} bytes after the value`);
+    return value;
+  } finally {
+    src = EMPTY;
+    structures = [];
+  }
+}
+const EMPTY = new Uint8Array(0);
+
+/** The argument of an item whose initial byte had additional info `info` (0–27). */
+function argument(info: number): number {
+  if (info < 24) return info;
+  if (info === 24) {
+    if (pos >= end) fail('truncated');
+    return src[pos++]!;
+  }
+  if (info === 25) {
+    if (pos + 2 > end) fail('truncated');
+    const value = view.getUint16(pos);
+    pos += 2;
+    return value;
+  }
+  if (info === 26) {
+    if (pos + 4 > end) fail('truncated');
+    const value = view.getUint32(pos);
+    pos += 4;
+    return value;
+  }
+  if (info === 27) {
+    if (pos + 8 > end) fail('truncated');
+    const high = view.getUint32(pos);
+    const low = view.getUint32(pos + 4);
+    pos += 8;
+    // Lengths and tags above 2^32 exceed anything stored; a u64 integer is read by readInteger64.
+    if (high !== 0) fail('a length or tag above 2^32');
+    return low;
+  }
+  return fail(`reserved additional info ${info}`);
+}
+
+function read(): unknown {
+  if (pos >= end) fail('truncated');
+  const initial = src[pos++]!;
+  const major = initial >> 5;
+  const info = initial & 31;
+  switch (major) {
+    case 0:
+      return info === 27 ? readInteger64(false) : argument(info);
+    case 1:
+      return info === 27 ? readInteger64(true) : -1 - argument(info);
+    case 2: {
+      const length = definiteLength(info);
+      // A copy of its own: never a view of the chunk (a reader may change it), nor a Buffer.
+      const bytes = new Uint8Array(length);
+      bytes.set(src.subarray(pos, pos + length));
+      pos += length;
+      return bytes;
+    }
+    case 3: {
+      const length = definiteLength(info);
+      const start = pos;
+      pos += length;
+      return readText(start, pos);
+    }
+    case 4: {
+      if (info === 31) {
+        const items: unknown[] = [];
+        while (!readBreak()) items.push(read());
+        return items;
+      }
+      const length = argument(info);
+      // Every item takes a byte at least: a length beyond the bytes left is corruption, not an allocation.
+      if (length > end - pos) fail(`an array of ${length} items in ${end - pos} bytes`);
+      const items = new Array<unknown>(length);
+      for (let index = 0; index < length; index++) items[index] = read();
+      return items;
+    }
+    case 5: {
+      const map = new Map<unknown, unknown>();
+      if (info === 31) {
+        while (!readBreak()) map.set(read(), read());
+        return map;
+      }
+      const length = argument(info);
+      if (length > (end - pos) / 2) fail(`a map of ${length} entries in ${end - pos} bytes`);
+      for (let index = 0; index < length; index++) map.set(read(), read());
+      return map;
+    }
+    case 6:
+      return readTagged(argument(info));
+    default:
+      return readSimple(info);
+  }
+}
+
+function definiteLength(info: number): number {
+  if (info === 31) fail('an indefinite-length string');
+  const length = argument(info);
+  if (length > end - pos) fail(`a string of ${length} bytes in ${end - pos}`);
+  return length;
+}
+
+function readBreak(): boolean {
+  if (pos >= end) fail('truncated');
+  if (src[pos] !== 0xff) return false;
+  pos++;
+  return true;
+}
+
+function readInteger64(negative: boolean): bigint {
+  if (pos + 8 > end) fail('truncated');
+  const value = view.getBigUint64(pos);
+  pos += 8;
+  // cbor-x writes numbers beyond 32 bits as floats: a 64-bit integer is a bigint.
+  return negative ? -1n - value : value;
+}
+
+function readText(start: number, stop: number): string {
+  const length = stop - start;
+  if (length <= 4) {
+    if (length === 0) return '';
+    const a = src[start]!;
+    if (length === 1 && a < 0x80) return String.fromCharCode(a);
+    const b = src[start + 1]!;
+    if (length === 2 && (a | b) < 0x80) return String.fromCharCode(a, b);
+    const c = src[start + 2]!;
+    if (length === 3 && (a | b | c) < 0x80) return String.fromCharCode(a, b, c);
+    const d = src[start + 3]!;
+    if (length === 4 && (a | b | c | d) < 0x80) return String.fromCharCode(a, b, c, d);
+  }
+  return srcBuffer.utf8Slice(start, stop);
+}
+
+function readSimple(info: number): unknown {
+  switch (info) {
+    case 20:
+      return false;
+    case 21:
+      return true;
+    case 22:
+      return null;
+    case 23:
+      return undefined;
+    case 25: {
+      if (pos + 2 > end) fail('truncated');
+      const half = view.getUint16(pos);
+      pos += 2;
+      return halfToNumber(half);
+    }
+    case 26: {
+      if (pos + 4 > end) fail('truncated');
+      const value = view.getFloat32(pos);
+      pos += 4;
+      return value;
+    }
+    case 27: {
+      if (pos + 8 > end) fail('truncated');
+      const value = view.getFloat64(pos);
+      pos += 8;
+      return value;
+    }
+    case 31:
+      return fail('a break outside an indefinite-length item');
+    default:
+      return fail(`simple value ${info}`);
+  }
+}
+
+function halfToNumber(half: number): number {
+  const exponent = (half >> 10) & 0x1f;
+  const mantissa = half & 0x3ff;
+  const sign = half & 0x8000 ? -1 : 1;
+  if (exponent === 0) return sign * mantissa * 2 ** -24;
+  if (exponent === 31) return mantissa === 0 ? sign * Number.POSITIVE_INFINITY : Number.NaN;
+  return sign * (1024 + mantissa) * 2 ** (exponent - 25);
+}
+
+/** Typed arrays by cbor-x's little-endian tags (RFC 8746); 64 (Uint8Array) is a plain copy. */
+const TYPED_ARRAYS = new Map<number, { create: (buffer: ArrayBuffer) => unknown; elementSizeBytes: number }>([
+  [68, { create: (buffer) => new Uint8ClampedArray(buffer), elementSizeBytes: 1 }],
+  [69, { create: (buffer) => new Uint16Array(buffer), elementSizeBytes: 2 }],
+  [70, { create: (buffer) => new Uint32Array(buffer), elementSizeBytes: 4 }],
+  [71, { create: (buffer) => new BigUint64Array(buffer), elementSizeBytes: 8 }],
+  [72, { create: (buffer) => new Int8Array(buffer), elementSizeBytes: 1 }],
+  [77, { create: (buffer) => new Int16Array(buffer), elementSizeBytes: 2 }],
+  [78, { create: (buffer) => new Int32Array(buffer), elementSizeBytes: 4 }],
+  [79, { create: (buffer) => new BigInt64Array(buffer), elementSizeBytes: 8 }],
+  [85, { create: (buffer) => new Float32Array(buffer), elementSizeBytes: 4 }],
+  [86, { create: (buffer) => new Float64Array(buffer), elementSizeBytes: 8 }],
+]);
+
+function readTagged(tag: number): unknown {
+  if (tag >= RECORD_ID_FIRST && tag < RECORD_ID_FIRST + RECORD_IDS) return readRecord(structures[tag - RECORD_ID_FIRST], tag);
+  switch (tag) {
+    case RECORD_DEFINITION_TAG:
+      return readRecordDefinition();
+    case 1: {
+      const seconds = read();
+      if (typeof seconds !== 'number') fail('tag 1 (date) without a number');
+      return new Date(Math.round(seconds * 1000));
+    }
+    case 2:
+    case 3: {
+      const bytes = read();
+      if (!(bytes instanceof Uint8Array)) fail(`tag ${tag} (bignum) without a byte string`);
+      let value = 0n;
+      for (const byte of bytes) value = (value << 8n) | BigInt(byte);
+      return tag === 2 ? value : -1n - value;
+    }
+    case 64: {
+      const bytes = read();
+      if (!(bytes instanceof Uint8Array)) fail('tag 64 without a byte string');
+      return bytes;
+    }
+    case 258: {
+      const items = read();
+      if (!Array.isArray(items)) fail('tag 258 (set) without an array');
+      return new Set(items);
+    }
+    default: {
+      const typed = TYPED_ARRAYS.get(tag);
+      if (typed !== undefined) {
+        const bytes = read();
+        if (!(bytes instanceof Uint8Array) || bytes.length % typed.elementSizeBytes !== 0) fail(`tag ${tag} without a byte string of whole elements`);
+        return typed.create(bytes.buffer as ArrayBuffer);
+      }
+      // Anything else, tags 27 (RegExp, Error) and 28/29 (shared values, cycles) included, stays inert.
+      return new Tag(read(), tag);
+    }
+  }
+}
+
+function readRecordDefinition(): unknown {
+  if (pos >= end) fail('truncated');
+  const initial = src[pos++]!;
+  if (initial >> 5 !== 4 || (initial & 31) === 31) fail('a record definition that is not a definite array');
+  const length = argument(initial & 31);
+  if (length < 2 || length > end - pos) fail(`a record definition of ${length} items in ${end - pos} bytes`);
+  const id = read();
+  if (typeof id !== 'number' || id < RECORD_ID_FIRST || id >= RECORD_ID_FIRST + RECORD_IDS) fail(`record id ${String(id)}`);
+  const keys = read();
+  if (!Array.isArray(keys) || !keys.every((key) => typeof key === 'string')) fail('record keys that are not strings');
+  if (length - 2 > keys.length) fail(`a record of ${length - 2} values for ${keys.length} keys`);
+  const structure = structureOf(keys);
+  structures[id - RECORD_ID_FIRST] = structure;
+  return readValues(structure, length - 2);
+}
+
+function readRecord(structure: Structure | undefined, tag: number): unknown {
+  if (structure === undefined) fail(`record tag ${tag} before its definition`);
+  if (pos >= end) fail('truncated');
+  const initial = src[pos++]!;
+  if (initial >> 5 !== 4 || (initial & 31) === 31) fail('a record that is not a definite array');
+  const length = argument(initial & 31);
+  if (length > structure.keys.length) fail(`a record of ${length} values for ${structure.keys.length} keys`);
+  return readValues(structure, length);
+}
+
+interface Structure {
+  keys: string[];
+  /** Builds the object of all keys with one literal (V8 then gives every such object one shape). */
+  readAll: ((read: () => unknown) => Record<string, unknown>) | null;
+}
+
+/** Compiled readers by key list, across decodes: the same few structures recur in every chunk. */
+const compiledReaders = new Map<string, (read: () => unknown) => Record<string, unknown>>();
+const COMPILED_READERS_MAX = 4096;
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+
+function structureOf(keys: string[]): Structure {
+  const signature = keys.join('\u0000');
+  let readAll = compiledReaders.get(signature) ?? null;
+  if (readAll === null && compiledReaders.size < COMPILED_READERS_MAX && new Set(keys).size === keys.length) {
+    // Keys become string literals (JSON.stringify), so nothing from the bytes is ever code; a
+    // computed ["__proto__"] is an own property, unlike a literal __proto__ key, which sets the prototype.
+    const body = keys.map((key) => (key === '__proto__' ? `["__proto__"]: r()` : `${IDENTIFIER.test(key) ? key : JSON.stringify(key)}: r()`)).join(', ');
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval -- compiled once per shape, as cbor-x does; keys are JSON string literals
+    readAll = new Function('r', `return { ${body} };`) as (read: () => unknown) => Record<string, unknown>;
+    compiledReaders.set(signature, readAll);
+  }
+  return { keys, readAll };
+}
+
+/** An object of the first `count` keys, each an own property: `__proto__` too, never the prototype. */
+function readValues(structure: Structure, count: number): Record<string, unknown> {
+  if (count === structure.keys.length && structure.readAll !== null) return structure.readAll(read);
+  const keys = structure.keys;
+  const object: Record<string, unknown> = {};
+  for (let index = 0; index < count; index++) {
+    const key = keys[index]!;
+    const value = read();
+    if (key === '__proto__') Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
+    else object[key] = value;
+  }
+  return object;
+}
+
+// ------------------------------------------------------------------ checking what an append stores
+
+/**
+ * Why the event tuples of cbor-x's `bytes` could not be read back exactly: null when they can,
+ * else the index of the first event that cannot and the reason. Nesting is counted as reads see
+ * it (a record, cbor-x's encoding of an object, is one level); tuples are `[id, type, data,
+ * metadata, tags]`, so `data` and `metadata` may nest DATA_NESTING_DEPTH_MAX levels below them.
+ */
+export function unstorableEvent(bytes: Uint8Array): { index: number; reason: string } | null {
+  src = bytes;
+  view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  pos = 0;
+  end = bytes.length;
+  try {
+    if (pos >= end || src[pos]! >> 5 !== 4) return { index: 0, reason: 'the events do not encode as an array' };
+    const initial = src[pos++]!;
+    const count = argument(initial & 31);
+    for (let index = 0; index < count; index++) {
+      const reason = skip(-1);
+      if (reason !== null) return { index, reason };
+    }
+    return null;
+  } catch (error) {
+    return { index: 0, reason: error instanceof Error ? error.message : String(error) };
+  } finally {
+    src = EMPTY;
+  }
+}
+
+/** Skips one item `depth` levels deep (the tuple is at -1, its fields at 0); returns why it is refused, or null. */
+function skip(depth: number): string | null {
+  const initial = src[pos++]!;
+  const major = initial >> 5;
+  const info = initial & 31;
+  if (major <= 1) {
+    if (info === 27) pos += 8;
+    else argument(info);
+    return null;
+  }
+  if (major === 2 || major === 3) {
+    const length = definiteLength(info); // before `pos +=`, which would read pos first
+    pos += length;
+    return null;
+  }
+  if (major === 7) {
+    pos += info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : info === 24 ? 1 : 0;
+    return null;
+  }
+  if (major === 6) {
+    const tag = argument(info);
+    if (tag === GENERIC_OBJECT_TAG) return 'it holds an Error or a RegExp (tag 27), which reads do not rebuild';
+    if (tag === RECORD_DEFINITION_TAG) {
+      // [id, keys, ...values]: one level, like the object it encodes.
+      const length = argument(src[pos++]! & 31);
+      if (depth + 1 > DATA_NESTING_DEPTH_MAX) return nestingReason();
+      // The id and the key list are the object's shape, not a level of it.
+      skip(-1);
+      skip(-1);
+      for (let index = 2; index < length; index++) {
+        const reason = skip(depth + 1);
+        if (reason !== null) return reason;
+      }
+      return null;
+    }
+    return skip(depth);
+  }
+  // Arrays and maps (cbor-x writes indefinite arrays for iterables).
+  if (depth + 1 > DATA_NESTING_DEPTH_MAX) return nestingReason();
+  const items = info === 31 ? Number.POSITIVE_INFINITY : major === 5 ? 2 * argument(info) : argument(info);
+  for (let index = 0; index < items; index++) {
+    if (info === 31 && src[pos] === 0xff) {
+      pos++;
+      break;
+    }
+    const reason = skip(depth + 1);
+    if (reason !== null) return reason;
+  }
+  return null;
+}
+
+function nestingReason(): string {
+  return `its data or metadata nests deeper than DATA_NESTING_DEPTH_MAX (${DATA_NESTING_DEPTH_MAX}) levels of arrays, objects, Maps and Sets`;
+}
+
+// ------------------------------------------------------------------ canonical form
+
+let out = new Uint8Array(1024);
+let outView = new DataView(out.buffer);
+let outPos = 0;
+
+/**
+ * The deterministic encoding values are compared by (docs/storage-format.md, "Canonical form"):
+ * RFC 8949 §4.2.1 (shortest heads and floats, definite lengths, map entries sorted by their
+ * encoded keys), with what reads return as the value: an object is its own enumerable string
+ * keys, -0 is 0 (the ledger stores it so), a Buffer or ArrayBuffer is its bytes; a bigint is
+ * always a bignum (tag 2/3) and a Map is tagged 259, so 1 ≠ 1n and a Map ≠ an object.
+ */
+export function canonicalBytes(value: unknown): Uint8Array {
+  outPos = 0;
+  try {
+    writeCanonical(value);
+    return out.slice(0, outPos);
+  } finally {
+    if (out.length > CANONICAL_BUFFER_KEPT_SIZE_BYTES) {
+      out = new Uint8Array(CANONICAL_BUFFER_KEPT_SIZE_BYTES);
+      outView = new DataView(out.buffer);
+    }
+  }
+}
+
+/** The output buffer shrinks back to this after encoding a large value. */
+const CANONICAL_BUFFER_KEPT_SIZE_BYTES = 64 * 1024;
+
+function reserve(sizeBytes: number): void {
+  if (outPos + sizeBytes <= out.length) return;
+  const grown = new Uint8Array(Math.max(out.length * 2, outPos + sizeBytes));
+  grown.set(out.subarray(0, outPos));
+  out = grown;
+  outView = new DataView(out.buffer);
+}
+
+function writeHead(major: number, value: number): void {
+  reserve(9);
+  const high = major << 5;
+  if (value < 24) out[outPos++] = high | value;
+  else if (value < 0x100) {
+    out[outPos++] = high | 24;
+    out[outPos++] = value;
+  } else if (value < 0x10000) {
+    out[outPos++] = high | 25;
+    outView.setUint16(outPos, value);
+    outPos += 2;
+  } else if (value < 0x100000000) {
+    out[outPos++] = high | 26;
+    outView.setUint32(outPos, value);
+    outPos += 4;
+  } else {
+    out[outPos++] = high | 27;
+    outView.setBigUint64(outPos, BigInt(value));
+    outPos += 8;
+  }
+}
+
+function writeBytes(major: number, bytes: Uint8Array): void {
+  writeHead(major, bytes.length);
+  reserve(bytes.length);
+  out.set(bytes, outPos);
+  outPos += bytes.length;
+}
+
+const TWO_TO_64 = 2 ** 64;
+
+function writeNumber(value: number): void {
+  if (Number.isInteger(value) && Math.abs(value) < TWO_TO_64) {
+    if (value >= 0) writeHead(0, value);
+    else writeHead(1, -1 - value);
+    return;
+  }
+  reserve(9);
+  if (Number.isNaN(value)) {
+    out[outPos++] = 0xf9;
+    out[outPos++] = 0x7e;
+    out[outPos++] = 0x00;
+    return;
+  }
+  const half = numberToHalf(value);
+  if (half !== null) {
+    out[outPos++] = 0xf9;
+    outView.setUint16(outPos, half);
+    outPos += 2;
+  } else if (Math.fround(value) === value) {
+    out[outPos++] = 0xfa;
+    outView.setFloat32(outPos, value);
+    outPos += 4;
+  } else {
+    out[outPos++] = 0xfb;
+    outView.setFloat64(outPos, value);
+    outPos += 8;
+  }
+}
+
+/** The half-precision bits of `value` when it has one exactly (non-integers and infinities only reach here). */
+function numberToHalf(value: number): number | null {
+  if (value === Number.POSITIVE_INFINITY) return 0x7c00;
+  if (value === Number.NEGATIVE_INFINITY) return 0xfc00;
+  if (Math.fround(value) !== value) return null;
+  const sign = value < 0 ? 0x8000 : 0;
+  const magnitude = Math.abs(value);
+  for (let exponent = -14; exponent <= 15; exponent++) {
+    // Normal halves: (1 + m/1024) · 2^exponent, m an integer below 1024.
+    const mantissa = magnitude / 2 ** exponent - 1;
+    if (mantissa >= 0 && mantissa < 1) {
+      const bits = mantissa * 1024;
+      return Number.isInteger(bits) ? sign | ((exponent + 15) << 10) | bits : null;
+    }
+  }
+  const subnormal = magnitude / 2 ** -24;
+  return Number.isInteger(subnormal) && subnormal < 1024 ? sign | subnormal : null;
+}
+
+function writeBigInt(value: bigint): void {
+  const negative = value < 0n;
+  let magnitude = negative ? -1n - value : value;
+  const bytes: number[] = [];
+  while (magnitude > 0n) {
+    bytes.unshift(Number(magnitude & 0xffn));
+    magnitude >>= 8n;
+  }
+  writeHead(6, negative ? 3 : 2);
+  writeBytes(2, Uint8Array.from(bytes));
+}
+
+/** Entries as encoded [key, value] byte pairs, sorted bytewise by key, then by value (keys may encode alike). */
+function writeSortedEntries(entries: [Uint8Array, Uint8Array][]): void {
+  entries.sort(([keyA, valueA], [keyB, valueB]) => Buffer.compare(keyA, keyB) || Buffer.compare(valueA, valueB));
+  writeHead(5, entries.length);
+  for (const [key, value] of entries) {
+    reserve(key.length + value.length);
+    out.set(key, outPos);
+    outPos += key.length;
+    out.set(value, outPos);
+    outPos += value.length;
+  }
+}
+
+/** The encoding of `value` alone, for sorting: written past the output so far, then taken back. */
+function encodedApart(value: unknown): Uint8Array {
+  const start = outPos;
+  writeCanonical(value);
+  const encoded = out.slice(start, outPos);
+  outPos = start;
+  return encoded;
+}
+
+const TYPED_ARRAY_TAGS = new Map<unknown, number>([
+  [Uint8ClampedArray, 68],
+  [Uint16Array, 69],
+  [Uint32Array, 70],
+  [BigUint64Array, 71],
+  [Int8Array, 72],
+  [Int16Array, 77],
+  [Int32Array, 78],
+  [BigInt64Array, 79],
+  [Float32Array, 85],
+  [Float64Array, 86],
+]);
+
+function writeCanonical(value: unknown): void {
+  switch (typeof value) {
+    case 'string':
+      writeBytes(3, Buffer.from(value, 'utf8'));
+      return;
+    case 'number':
+      writeNumber(value);
+      return;
+    case 'boolean':
+      writeHead(7, value ? 21 : 20);
+      return;
+    case 'undefined':
+      writeHead(7, 23);
+      return;
+    case 'bigint':
+      writeBigInt(value);
+      return;
+    case 'object':
+      break;
+    default:
+      throw new CborError(`a ${typeof value} has no CBOR form`);
+  }
+  if (value === null) {
+    writeHead(7, 22);
+    return;
+  }
+  if (Array.isArray(value)) {
+    writeHead(4, value.length);
+    for (let index = 0; index < value.length; index++) writeCanonical(value[index]);
+    return;
+  }
+  if (value instanceof Uint8Array && (value.constructor === Uint8Array || Buffer.isBuffer(value))) {
+    writeBytes(2, value);
+    return;
+  }
+  if (ArrayBuffer.isView(value)) {
+    const tag = TYPED_ARRAY_TAGS.get(value.constructor);
+    const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    if (tag !== undefined) writeHead(6, tag);
+    writeBytes(2, bytes); // a DataView is stored as its bytes
+    return;
+  }
+  if (value instanceof ArrayBuffer) {
+    writeBytes(2, new Uint8Array(value));
+    return;
+  }
+  if (value instanceof Date) {
+    writeHead(6, 1);
+    writeNumber(value.getTime() / 1000);
+    return;
+  }
+  if (value instanceof Tag) {
+    writeHead(6, value.tag);
+    writeCanonical(value.value);
+    return;
+  }
+  if (value instanceof RegExp || value instanceof Error) {
+    // As the ledger of earlier versions holds them (tag 27), so queries can still find those.
+    writeHead(6, GENERIC_OBJECT_TAG);
+    writeCanonical(value instanceof RegExp ? ['RegExp', value.source, value.flags] : [value.name, value.message]);
+    return;
+  }
+  if (value instanceof Map) {
+    writeHead(6, 259);
+    writeSortedEntries([...value].map(([key, entry]) => [encodedApart(key), encodedApart(entry)]));
+    return;
+  }
+  if (value instanceof Set) {
+    // A set's order carries no meaning: its elements sorted by their encoding.
+    const items = [...value].map((item) => encodedApart(item)).sort((a, b) => Buffer.compare(a, b));
+    writeHead(6, 258);
+    writeHead(4, items.length);
+    for (const item of items) {
+      reserve(item.length);
+      out.set(item, outPos);
+      outPos += item.length;
+    }
+    return;
+  }
+  // Plain objects, and anything else cbor-x stores as one: its own enumerable string keys.
+  const entries: [Uint8Array, Uint8Array][] = [];
+  for (const key of Object.keys(value)) entries.push([encodedApart(key), encodedApart((value as Record<string, unknown>)[key])]);
+  writeSortedEntries(entries);
+}
