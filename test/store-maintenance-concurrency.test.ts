@@ -4,7 +4,7 @@
  * sees exactly the acknowledged events, and appends keep being accepted.
  */
 import { describe, expect, it } from 'vitest';
-import { FactStore, Query, type RecordedEvent } from '../src/index.js';
+import { FactStore, Query, type FactStoreOptions, type RecordedEvent } from '../src/index.js';
 import { classicBackend, expectFactError, memoryBackend, type OptionsFor } from './support/backends.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,8 +44,27 @@ async function observe(db: FactStore) {
   };
 }
 
-function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'factstore-maint-'));
+/**
+ * Runs `test` on a populated database, closed and reopened with `extra` options so that nothing is
+ * cached and every check must read the indexes; removes it afterwards.
+ */
+async function withPopulatedStore(backend: () => OptionsFor, extra: FactStoreOptions, test: (db: FactStore) => Promise<void>): Promise<void> {
+  const optionsFor = backend();
+  const dir = mkdtempSync(join(tmpdir(), 'factstore-maint-'));
+  try {
+    const path = join(dir, 'db');
+    const populated = await FactStore.open(path, optionsFor(path));
+    await populate(populated);
+    await populated.close();
+    const db = await FactStore.open(path, { ...optionsFor(path), ...extra });
+    try {
+      await test(db);
+    } finally {
+      await db.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 describe.each([
@@ -53,15 +72,7 @@ describe.each([
   ['classic-level', classicBackend],
 ] as const)('maintenance is invisible (%s)', (_name, backend: () => OptionsFor) => {
   it('rebuildIndexes(): reads, versions, expectations, conditions and retries see every acknowledged event; appends go on', async () => {
-    const optionsFor = backend();
-    const dir = tempDir();
-    try {
-      const path = join(dir, 'db');
-      let db = await FactStore.open(path, optionsFor(path));
-      await populate(db);
-      await db.close();
-      // Reopened: nothing cached, every check must read the indexes.
-      db = await FactStore.open(path, optionsFor(path));
+    await withPopulatedStore(backend, {}, async (db) => {
       const before = await observe(db);
       expect(before.sVersion).toBe(1);
 
@@ -112,29 +123,17 @@ describe.each([
       expect({ ...after, head: before.head, typeD: before.typeD }).toEqual(before);
       expect(after.head).toBe(before.head + 5);
       expect((await db.read({ tag: 'during' }).toArray()).length).toBe(5);
-      await db.close();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('a data-index build on first use: other reads and appends go on, and the query sees every acknowledged event', async () => {
-    const optionsFor = backend();
-    const dir = tempDir();
-    try {
-      const path = join(dir, 'db');
-      let db = await FactStore.open(path, optionsFor(path));
-      await populate(db);
-      await db.close();
-      const builds: number[] = [];
-      let buildDone = false;
-      db = await FactStore.open(path, {
-        ...optionsFor(path),
-        onIndexBuild: (progress) => {
-          builds.push(progress.events);
-          if (progress.events === progress.total) buildDone = true;
-        },
-      });
+    const builds: number[] = [];
+    let buildDone = false;
+    const onIndexBuild = (progress: { events: number; total: number }) => {
+      builds.push(progress.events);
+      if (progress.events === progress.total) buildDone = true;
+    };
+    await withPopulatedStore(backend, { onIndexBuild }, async (db) => {
       const before = await observe(db);
       const building = db.read({ query: Query.data({ k: 3 }) }).toArray();
       // Issued while the build runs: they must neither wait for it nor see anything else.
@@ -150,10 +149,7 @@ describe.each([
       expect(expected.at(-1)!.position).toBe(appended.position);
       expect(matched.map((event) => event.position)).toEqual(expected.map((event) => event.position).filter((position) => position <= matched.at(-1)!.position));
       expect((await db.verify()).problems).toEqual([]);
-      await db.close();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
