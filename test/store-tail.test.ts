@@ -8,7 +8,7 @@ import { MemoryLevel } from 'memory-level';
 import { describe, expect, it } from 'vitest';
 import { FactStore, Query, SimFileSystem } from '../src/index.js';
 import type { EventInput, ReadOptions, ReadSource, RecordedEvent } from '../src/index.js';
-import { APPLY_DELAY_MS, UNAPPLIED_EVENTS_MAX } from '../src/ledger/store.js';
+import { APPLY_DELAY_MS, UNAPPLIED_EVENTS_MAX, UNAPPLIED_SIZE_BYTES_MAX } from '../src/ledger/store.js';
 import { expectFactError, positionsOf } from './support/backends.js';
 
 type BatchOps = readonly { type: 'put' | 'del'; key: Uint8Array; value?: Uint8Array }[];
@@ -23,6 +23,7 @@ class GatedLevel extends MemoryLevel<Uint8Array, Uint8Array> {
   #open: (() => void) | null = null;
   failing = false;
   batchesWritten = 0;
+  batchesFailed = 0;
 
   constructor() {
     super({ keyEncoding: 'view', valueEncoding: 'view' });
@@ -40,7 +41,10 @@ class GatedLevel extends MemoryLevel<Uint8Array, Uint8Array> {
 
   async _batch(operations: BatchOps, options: object): Promise<void> {
     if (this.#gate) await this.#gate;
-    if (this.failing) throw new Error('simulated LevelDB write failure');
+    if (this.failing) {
+      this.batchesFailed++;
+      throw new Error('simulated LevelDB write failure');
+    }
     this.batchesWritten++;
     return memoryLevel._batch.call(this, operations, options);
   }
@@ -244,6 +248,43 @@ describe('FactStore unapplied tail (LevelDB writes held at a gate)', () => {
     await db.close();
   });
 
+  it('appends wait while the tail holds UNAPPLIED_SIZE_BYTES_MAX bytes, however few events that is', async () => {
+    const level = new GatedLevel();
+    const db = await FactStore.open(DB, { fs: new SimFileSystem(), level, levelDurability: 'volatile' });
+    level.closeGate();
+    // 16 events of 64 KiB: about 1 MiB per append, far below the event bound.
+    const large = Array.from({ length: 16 }, (_, n) => ({ type: 'Large', data: { n, blob: new Uint8Array(64 * 1024).fill(n) } }));
+    const appendSizeBytes = 16 * 64 * 1024;
+    const fills = Math.ceil(UNAPPLIED_SIZE_BYTES_MAX / appendSizeBytes);
+    for (let round = 0; round < fills; round++) await db.append(large);
+    let settled = false;
+    const waiting = db.append({ type: 'AfterFull' }).finally(() => (settled = true));
+    await sleep(50);
+    expect(settled).toBe(false);
+    level.openGate();
+    expect(await waiting).toEqual({ position: fills * large.length + 1, count: 1 });
+    await db.close();
+  });
+
+  it('concurrent appends join a group only while the tail stays within UNAPPLIED_SIZE_BYTES_MAX', async () => {
+    const level = new GatedLevel();
+    const db = await FactStore.open(DB, { fs: new SimFileSystem(), level, levelDurability: 'volatile' });
+    level.closeGate();
+    const large = Array.from({ length: 16 }, (_, n) => ({ type: 'Large', data: { n, blob: new Uint8Array(64 * 1024).fill(n) } }));
+    const appendSizeBytes = 16 * 64 * 1024;
+    const appends = 2 * Math.ceil(UNAPPLIED_SIZE_BYTES_MAX / appendSizeBytes);
+    let resolved = 0;
+    const all = Array.from({ length: appends }, () => db.append(large).then(() => resolved++));
+    await all[0];
+    await sleep(50);
+    // Resolved appends are in the tail: within the bound, plus the one append that crossed it.
+    expect(resolved).toBeLessThanOrEqual(Math.floor(UNAPPLIED_SIZE_BYTES_MAX / appendSizeBytes) + 1);
+    level.openGate();
+    await Promise.all(all);
+    expect(await db.head()).toBe(appends * large.length);
+    await db.close();
+  });
+
   it('a closed loop of appends still gives timers and I/O their turns (the writer yields to the event loop)', async () => {
     const db = await FactStore.open(DB, { fs: new SimFileSystem(), level: new GatedLevel(), levelDurability: 'volatile' });
     let timerFired = false;
@@ -267,7 +308,8 @@ describe('FactStore unapplied tail (LevelDB writes held at a gate)', () => {
     await db.verify();
     level.failing = true;
     expect(await db.appendStream('order-1', [{ type: 'Placed' }, { type: 'Paid' }])).toEqual({ position: 3, streamPosition: 2, count: 2 });
-    await pastApplyDelay();
+    // The apply runs in the background: a fixed delay is not enough on a busy machine.
+    while (level.batchesFailed === 0) await sleep(1);
     await expectFactError(() => db.append({ type: 'Rejected' }), 'FACT_IO', /LevelDB failed to apply/);
     // What resolved stays readable from the tail.
     expect((await db.read().toArray()).map((event) => event.type)).toEqual(['Applied', 'Placed', 'Paid']);

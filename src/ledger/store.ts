@@ -77,6 +77,13 @@ const READ_BATCH_EVENTS = 128;
 export const NEWEST_POSITIONS_ENTRIES_MAX = 100_000;
 /** Resolved events not yet applied to LevelDB beyond which new groups wait for the apply. */
 export const UNAPPLIED_EVENTS_MAX = 16_384;
+/**
+ * Bytes of resolved chunks not yet applied beyond which new groups wait, and up to which a group
+ * fills the tail (one append alone may cross it). 16,384 typical events (≈ 250 B) take about
+ * this much, so small events meet the event bound first and large ones this one; the caller's
+ * event objects, which the tail holds until applied, take a few times as much heap.
+ */
+export const UNAPPLIED_SIZE_BYTES_MAX = 4 * 1024 * 1024;
 /** The apply starts once this many events wait, or after APPLY_DELAY_MS: LevelDB batches amortise their fixed cost. */
 export const APPLY_BATCH_EVENTS = 512;
 export const APPLY_DELAY_MS = 2;
@@ -763,7 +770,7 @@ export class FactStore implements AsyncDisposable {
       }
       if (this.#maintenance) return;
       // Backpressure: the unapplied tail stays bounded, so memory does too.
-      while (this.#tail.events >= UNAPPLIED_EVENTS_MAX) {
+      while (this.#tail.events >= UNAPPLIED_EVENTS_MAX || this.#tail.sizeBytes >= UNAPPLIED_SIZE_BYTES_MAX) {
         this.#kickApply(true);
         if (!this.#applyRun) break; // failed: the group is rejected below
         await this.#applyRun;
@@ -788,11 +795,12 @@ export class FactStore implements AsyncDisposable {
 
   /**
    * The next appends in call order, as many as share one commit record: at most
-   * GROUP_APPENDS_MAX, and a record within GROUP_PAYLOAD_SIZE_BYTES_MAX and the WAL's limit (an
-   * append alone always fits: #submit refused larger ones).
+   * GROUP_APPENDS_MAX, and a record within GROUP_PAYLOAD_SIZE_BYTES_MAX, the WAL's limit and
+   * what the unapplied tail has room for (an append alone always goes: #submit refused ones the
+   * WAL cannot take).
    */
   #takeGroup(): AppendRequest[] {
-    const limitBytes = Math.min(GROUP_PAYLOAD_SIZE_BYTES_MAX, this.#wal.maxRecordSizeBytes);
+    const limitBytes = Math.min(GROUP_PAYLOAD_SIZE_BYTES_MAX, this.#wal.maxRecordSizeBytes, UNAPPLIED_SIZE_BYTES_MAX - this.#tail.sizeBytes);
     let count = 0;
     let chunksSizeBytes = 0;
     while (count < this.#queue.length && count < GROUP_APPENDS_MAX) {

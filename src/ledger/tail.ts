@@ -28,8 +28,6 @@ export type TailSource =
   | { kind: 'category'; name: string }
   | { kind: 'query'; query: Query };
 
-const COMPACT_AFTER_CHUNKS = 1024;
-
 /**
  * What the ledger holds, decoded from a chunk's bytes (not the appending caller's objects, which
  * it may change). This copy only serves matching on data; events handed out are decoded afresh
@@ -50,34 +48,32 @@ function stored(chunk: TailChunk): DecodedChunk {
   return decoded;
 }
 
-/** An immutable view of the tail taken when a read or check starts: chunks[start, end). */
+/** An immutable view of the tail taken when a read or check starts: chunks[0, end). */
 export class TailSnapshot {
   readonly #chunks: readonly TailChunk[];
-  readonly #start: number;
   readonly #end: number;
   /** Every position up to here is in LevelDB; the tail holds the positions after it. */
   readonly appliedHead: number;
 
   readonly #ids: GeneratedIds;
 
-  constructor(chunks: readonly TailChunk[], start: number, end: number, appliedHead: number, ids: GeneratedIds) {
+  constructor(chunks: readonly TailChunk[], end: number, appliedHead: number, ids: GeneratedIds) {
     this.#ids = ids;
     this.#chunks = chunks;
-    this.#start = start;
     this.#end = end;
     this.appliedHead = appliedHead;
   }
 
   get isEmpty(): boolean {
-    return this.#end === this.#start;
+    return this.#end === 0;
   }
 
   /** Events of `source` from `from` (inclusive) in the direction, up to `limit`. */
   *events(source: TailSource, forward: boolean, from: number | undefined, limit: number): Generator<RecordedEvent> {
     if (limit <= 0) return;
     let remaining = limit;
-    for (let step = 0; step < this.#end - this.#start; step++) {
-      const chunk = this.#chunks[forward ? this.#start + step : this.#end - 1 - step]!;
+    for (let step = 0; step < this.#end; step++) {
+      const chunk = this.#chunks[forward ? step : this.#end - 1 - step]!;
       if (!chunkMayMatch(source, chunk.planned)) continue;
       const tuples = chunk.planned.tuples;
       const size = tuples.length;
@@ -96,7 +92,7 @@ export class TailSnapshot {
 
   /** The newest position whose event has this type (or tag), 0 when the tail has none. */
   newestWith(kind: 'type' | 'tag', name: string): number {
-    for (let step = this.#end - 1; step >= this.#start; step--) {
+    for (let step = this.#end - 1; step >= 0; step--) {
       const chunk = this.#chunks[step]!;
       const tuples = chunk.planned.tuples;
       for (let index = tuples.length - 1; index >= 0; index--) {
@@ -115,7 +111,7 @@ export class TailSnapshot {
 
   /** The chunk holding `position`, if the tail has it. */
   chunkAt(position: number): TailChunk | undefined {
-    for (let step = this.#start; step < this.#end; step++) {
+    for (let step = 0; step < this.#end; step++) {
       const chunk = this.#chunks[step]!;
       if (chunk.firstPosition <= position && position < chunk.firstPosition + chunk.planned.tuples.length) return chunk;
     }
@@ -125,7 +121,7 @@ export class TailSnapshot {
   /** Positions of those of `ids` that the tail holds. */
   idPositions(ids: ReadonlySet<string>): Map<string, number> {
     const found = new Map<string, number>();
-    for (let step = this.#start; step < this.#end; step++) {
+    for (let step = 0; step < this.#end; step++) {
       const chunk = this.#chunks[step]!;
       chunk.planned.tuples.forEach(([id], index) => {
         if (id !== null && ids.has(id)) found.set(id, chunk.firstPosition + index);
@@ -137,7 +133,7 @@ export class TailSnapshot {
   /** Streams created in the tail (their first event is in it), optionally of one category. */
   newStreams(category: string | undefined): string[] {
     const streams: string[] = [];
-    for (let step = this.#start; step < this.#end; step++) {
+    for (let step = 0; step < this.#end; step++) {
       const { planned } = this.#chunks[step]!;
       if (planned.stream !== '' && planned.firstStreamPosition === 1 && (category === undefined || streamCategory(planned.stream) === category)) {
         streams.push(planned.stream);
@@ -172,13 +168,14 @@ function tupleMatches(source: TailSource, chunk: TailChunk, index: number, [, ty
 
 /**
  * The writer's side: chunks are added in position order and dropped once applied. The array
- * only grows, and is replaced (never changed) when compacted, so a snapshot is O(1).
+ * only grows until the apply replaces it by one without the applied chunks (never changing it
+ * otherwise), so a snapshot is O(1).
  */
 export class UnappliedTail {
   readonly #ids: GeneratedIds;
   #chunks: TailChunk[] = [];
-  #start = 0;
   #events = 0;
+  #sizeBytes = 0;
   /** Newest version of each stream with events in the tail. */
   readonly #streamVersions = new Map<string, number>();
 
@@ -190,34 +187,38 @@ export class UnappliedTail {
     return this.#events;
   }
 
+  /** Bytes of the chunks waiting (what the ledger will store; the decoded tuples are in proportion). */
+  get sizeBytes(): number {
+    return this.#sizeBytes;
+  }
+
   get chunkCount(): number {
-    return this.#chunks.length - this.#start;
+    return this.#chunks.length;
   }
 
   /** Chunks waiting for the apply, oldest first. */
   get chunks(): readonly TailChunk[] {
-    return this.#chunks.slice(this.#start);
+    return this.#chunks.slice();
   }
 
   add(chunks: readonly TailChunk[]): void {
     for (const chunk of chunks) {
       this.#chunks.push(chunk);
       this.#events += chunk.planned.tuples.length;
+      this.#sizeBytes += chunk.bytes.length;
       if (chunk.planned.stream !== '') this.#streamVersions.set(chunk.planned.stream, chunk.planned.firstStreamPosition + chunk.planned.tuples.length - 1);
     }
   }
 
   /** The first `count` chunks are now in LevelDB. */
   dropApplied(count: number): void {
-    const applied = this.#chunks.slice(this.#start, this.#start + count);
-    this.#start += count;
-    if (this.#start >= COMPACT_AFTER_CHUNKS && this.#start * 2 >= this.#chunks.length) {
-      // A new array: snapshots taken earlier keep theirs.
-      this.#chunks = this.#chunks.slice(this.#start);
-      this.#start = 0;
-    }
-    for (const { planned } of applied) {
+    const applied = this.#chunks.slice(0, count);
+    // A new array at every apply: snapshots taken earlier keep theirs, and nothing else keeps the
+    // applied chunks (their bytes, the caller's decoded events) alive, however fast appends come.
+    this.#chunks = this.#chunks.slice(count);
+    for (const { planned, bytes } of applied) {
       this.#events -= planned.tuples.length;
+      this.#sizeBytes -= bytes.length;
       const last = planned.firstStreamPosition + planned.tuples.length - 1;
       if (planned.stream !== '' && this.#streamVersions.get(planned.stream) === last) this.#streamVersions.delete(planned.stream);
     }
@@ -229,6 +230,6 @@ export class UnappliedTail {
   }
 
   snapshot(appliedHead: number): TailSnapshot {
-    return new TailSnapshot(this.#chunks, this.#start, this.#chunks.length, appliedHead, this.#ids);
+    return new TailSnapshot(this.#chunks, this.#chunks.length, appliedHead, this.#ids);
   }
 }
