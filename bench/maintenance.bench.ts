@@ -51,7 +51,7 @@ async function appendWhile(db: FactStore, name: string, done: () => boolean): Pr
     appendsPerSecond: (samples.length / durationMs) * 1000,
     p50Ms,
     p99Ms,
-    maxMs: Math.max(...samples),
+    maxMs: samples.reduce((max, sample) => Math.max(max, sample), 0),
     longestGapMs,
     durationMs,
   };

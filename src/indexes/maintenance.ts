@@ -100,6 +100,13 @@ const POSITIONED_SPACES = [KeySpace.stream, KeySpace.type, KeySpace.tag, KeySpac
 /** Index spaces that hold one entry per stream, whatever its events' positions (V: its version, last write wins). */
 const PER_STREAM_SPACES = [KeySpace.streams, KeySpace.streamCategories] as const;
 
+/** The last position of the ledger's last chunk (LevelDB holds every chunk up to it), at least `atLeast`. */
+async function lastChunkEnd(db: LevelDatabase, atLeast: number): Promise<number> {
+  const [last] = await db.iterator<Uint8Array, Uint8Array>({ ...VIEW, ...spaceRange(KeySpace.ledger), reverse: true, limit: 1 }).all();
+  if (last === undefined) return atLeast;
+  return Math.max(atLeast, readU64(last[0], 1) + decodeChunk(last[1], String(readU64(last[0], 1))).tuples.length - 1);
+}
+
 /** Drops a leftover shadow (of a rebuild that a crash or an error cut short): nothing reads it. */
 export async function clearRebuildShadow(db: LevelDatabase): Promise<void> {
   await db.clear({ keyEncoding: 'view', ...spaceRange(KeySpace.rebuild) });
@@ -219,9 +226,12 @@ export async function rebuildIndexes(
   let changes = 0;
   const appendedLater = (value: Uint8Array) => value.length >= 8 && readU64(value, 0) > head;
   for (const space of POSITIONED_SPACES) changes += await mergeSpace(db, space, appendedLater);
+  const perStream = (key: Uint8Array) => key[0] === KeySpace.streams || key[0] === KeySpace.streamCategories;
+  // The events appended so far first, appends going on, so that the pause covers only the few since.
+  const caughtUp = await lastChunkEnd(db, head);
+  await writeDerivedEntries(db, newBatch, dataFields, { from: head + 1, through: caughtUp }, perStream, shadowKey, () => undefined);
   changes += await pause(async (latest) => {
-    const perStream = (key: Uint8Array) => key[0] === KeySpace.streams || key[0] === KeySpace.streamCategories;
-    await writeDerivedEntries(db, newBatch, dataFields, { from: head + 1, through: latest }, perStream, shadowKey, () => undefined);
+    await writeDerivedEntries(db, newBatch, dataFields, { from: caughtUp + 1, through: latest }, perStream, shadowKey, () => undefined);
     let perStreamChanges = 0;
     for (const space of PER_STREAM_SPACES) perStreamChanges += await mergeSpace(db, space, () => false);
     return perStreamChanges;
