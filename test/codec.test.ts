@@ -66,6 +66,16 @@ describe('values round-trip exactly', () => {
     expect(typeof read.small).toBe('bigint');
     await db.close();
   });
+
+  it('objects whose key lists join alike ([""] and [], ["a\\u0000b"] and ["a", "b"]) read back as themselves', async () => {
+    const db = await open();
+    const data = [{ '': 1 }, {}, { 'a\u0000b': 2 }, { a: 3, b: 4 }, { 'a\u0000': 5 }, { a: 6, '': 7 }];
+    await db.append([{ type: 'K', data }, { type: 'K', data: data.slice().reverse() }]);
+    const events = await db.read().toArray();
+    expect(events.map((event) => event.data)).toEqual([data, data.slice().reverse()]);
+    expect((events[0]!.data as object[]).map((object) => Object.keys(object))).toEqual([[''], [], ['a\u0000b'], ['a', 'b'], ['a\u0000'], ['a', '']]);
+    await db.close();
+  });
 });
 
 describe('retries equal exactly one original append', () => {

@@ -312,7 +312,8 @@ const COMPILED_READERS_MAX = 4096;
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 
 function structureOf(keys: string[]): Structure {
-  const signature = keys.join('\u0000');
+  // Injective (a join is not: [''] and [], ['a\u0000b'] and ['a', 'b']), since a reader is reused across decodes.
+  const signature = JSON.stringify(keys);
   let readAll = compiledReaders.get(signature) ?? null;
   if (readAll === null && compiledReaders.size < COMPILED_READERS_MAX && new Set(keys).size === keys.length) {
     // Keys become string literals (JSON.stringify), so nothing from the bytes is ever code; a
