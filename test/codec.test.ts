@@ -230,6 +230,22 @@ describe('hostile or extreme input', () => {
     expect(data[2]).toBeInstanceOf(Tag);
   });
 
+  it('strings the native reader refuses (an 8-byte length), or cut short, read as the JavaScript reader reads them', () => {
+    const text = (value: string) => Buffer.concat([Buffer.from([0x78, value.length]), Buffer.from(value)]);
+    const long = 'x'.repeat(150);
+    // A length cbor-x never writes (8 bytes): asked for that string first the addon reads it; met while
+    // looking ahead (here past its first call's 254 strings) it throws, and the rest is read in JavaScript.
+    const eightByteLength = Buffer.concat([Buffer.from('7b0000000000000096', 'hex'), Buffer.from(long)]);
+    const strings = Array.from({ length: 300 }, (_, index) => `string ${index}`);
+    const first = Buffer.concat([Buffer.from('8185f6', 'hex'), eightByteLength, Buffer.from('f6a080', 'hex')]);
+    const later = Buffer.concat([Buffer.from('8185f66154', 'hex'), Buffer.from('99012d', 'hex'), ...strings.map(text), eightByteLength, Buffer.from('a080', 'hex')]);
+    expect(decodeChunk(chunkBytes(CHUNK_KIND_APPEND_FIRST, first), 'L 2').tuples).toEqual([[null, long, null, new Map(), []]]);
+    expect(decodeChunk(chunkBytes(CHUNK_KIND_APPEND_FIRST, later), 'L 3').tuples).toEqual([[null, 'T', [...strings, long], new Map(), []]]);
+    // A string longer than the bytes left, after enough bytes to be read natively.
+    const cut = Buffer.concat([Buffer.from('8185f6', 'hex'), text(long), Buffer.from('78c8', 'hex'), Buffer.from(long)]);
+    expect(() => decodeChunk(chunkBytes(CHUNK_KIND_APPEND_FIRST, cut), 'L 4')).toThrow(/ledger chunk L 4 does not decode/);
+  });
+
   it('a format-2 chunk written by cbor-x (the encoder of every version) reads back identically', () => {
     const data = { a: [1, 2.5, 'x', null, true], when: new Date(86_400_000), bytes: Uint8Array.of(7), big: -(2n ** 80n), map: new Map([[1, { b: 2 }]]), set: new Set(['s']), none: undefined, f32: new Float32Array([1.5]) };
     const tuples = new Encoder().encode([['id-1', 'T', data, { m: 1 }, ['t']], [null, 'U', { a: [3] }, {}, []]]);
