@@ -69,11 +69,13 @@ describe('values round-trip exactly', () => {
 
   it('objects whose key lists join alike ([""] and [], ["a\\u0000b"] and ["a", "b"]) read back as themselves', async () => {
     const db = await open();
-    const data = [{ '': 1 }, {}, { 'a\u0000b': 2 }, { a: 3, b: 4 }, { 'a\u0000': 5 }, { a: 6, '': 7 }];
+    // The last: a key list beyond the compiled readers' COMPILED_READER_KEYS_SIZE_BYTES_MAX (4096), read key by key.
+    const wide = Object.fromEntries(Array.from({ length: 300 }, (_, index) => [`a key of twenty ${String(index).padStart(3, '0')}`, index]));
+    const data = [{ '': 1 }, {}, { 'a\u0000b': 2 }, { a: 3, b: 4 }, { 'a\u0000': 5 }, { a: 6, '': 7 }, wide];
     await db.append([{ type: 'K', data }, { type: 'K', data: data.slice().reverse() }]);
     const events = await db.read().toArray();
     expect(events.map((event) => event.data)).toEqual([data, data.slice().reverse()]);
-    expect((events[0]!.data as object[]).map((object) => Object.keys(object))).toEqual([[''], [], ['a\u0000b'], ['a', 'b'], ['a\u0000'], ['a', '']]);
+    expect((events[0]!.data as object[]).map((object) => Object.keys(object))).toEqual([[''], [], ['a\u0000b'], ['a', 'b'], ['a\u0000'], ['a', ''], Object.keys(wide)]);
     await db.close();
   });
 });

@@ -32,7 +32,7 @@ function fail(message: string): never {
 let src: Uint8Array = new Uint8Array(0);
 let view: DataView = new DataView(src.buffer);
 let pos = 0;
-let srcBuffer = Buffer.alloc(0) as Buffer & { utf8Slice(start: number, end: number): string };
+let srcBuffer = Buffer.alloc(0) as Buffer & { utf8Slice(start: number, end: number): string; latin1Slice(start: number, end: number): string };
 let end = 0;
 let structures: (Structure | undefined)[] = [];
 
@@ -372,10 +372,11 @@ function readRecordDefinition(): unknown {
   if (length < 2 || length > end - pos) fail(`a record definition of ${length} items in ${end - pos} bytes`);
   const id = read();
   if (typeof id !== 'number' || id < RECORD_ID_FIRST || id >= RECORD_ID_FIRST + RECORD_IDS) fail(`record id ${String(id)}`);
+  const keysStart = pos;
   const keys = read();
   if (!Array.isArray(keys) || !keys.every((key) => typeof key === 'string')) fail('record keys that are not strings');
   if (length - 2 > keys.length) fail(`a record of ${length - 2} values for ${keys.length} keys`);
-  const structure = structureOf(keys);
+  const structure = structureOf(keys, srcBuffer.latin1Slice(keysStart, pos));
   structures[id - RECORD_ID_FIRST] = structure;
   return readValues(structure, length - 2);
 }
@@ -396,16 +397,20 @@ interface Structure {
   readAll: ((read: () => unknown) => Record<string, unknown>) | null;
 }
 
-/** Compiled readers by key list, across decodes: the same few structures recur in every chunk. */
+/**
+ * Compiled readers across decodes (the same few structures recur in every chunk), by the bytes
+ * of their key list, one character a byte: the same bytes always read as the same keys, and
+ * taking them costs less than joining the keys (which is not injective either: [''] and []).
+ */
 const compiledReaders = new Map<string, (read: () => unknown) => Record<string, unknown>>();
 const COMPILED_READERS_MAX = 4096;
+/** Longer key lists are read key by key, so the cache holds at most COMPILED_READERS_MAX × this. */
+const COMPILED_READER_KEYS_SIZE_BYTES_MAX = 4096;
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 
-function structureOf(keys: string[]): Structure {
-  // Injective (a join is not: [''] and [], ['a\u0000b'] and ['a', 'b']), since a reader is reused across decodes.
-  const signature = JSON.stringify(keys);
+function structureOf(keys: string[], signature: string): Structure {
   let readAll = compiledReaders.get(signature) ?? null;
-  if (readAll === null && compiledReaders.size < COMPILED_READERS_MAX && new Set(keys).size === keys.length) {
+  if (readAll === null && compiledReaders.size < COMPILED_READERS_MAX && signature.length <= COMPILED_READER_KEYS_SIZE_BYTES_MAX && new Set(keys).size === keys.length) {
     // Keys become string literals (JSON.stringify), so nothing from the bytes is ever code; a
     // computed ["__proto__"] is an own property, unlike a literal __proto__ key, which sets the prototype.
     const body = keys.map((key) => (key === '__proto__' ? `["__proto__"]: r()` : `${IDENTIFIER.test(key) ? key : JSON.stringify(key)}: r()`)).join(', ');
