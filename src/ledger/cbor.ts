@@ -3,8 +3,12 @@
  * by cbor-x (its record extension keeps them small), but decoded here, because reading stored
  * bytes must be exact and safe, which cbor-x's decoder is not: it renames a `__proto__` key,
  * builds RegExps and cyclic structures from tags 27–29, and keeps no bound on nesting that an
- * append could check. `canonicalBytes` is the deterministic form values are compared by.
+ * append could check. Nor is it used where the bytes look harmless: its tag handlers and size
+ * limits are module-wide, shared with (and changeable by) the application's own cbor-x. Strings,
+ * most of the work, are read by the native call cbor-x uses (cbor-extract), so a scan is as fast.
+ * `canonicalBytes` is the deterministic form values are compared by.
  */
+import { createRequire } from 'node:module';
 import { Tag } from 'cbor-x';
 
 /** Deepest nesting of arrays, objects, Maps and Sets an event's `data` or `metadata` may have. */
@@ -28,27 +32,71 @@ function fail(message: string): never {
 let src: Uint8Array = new Uint8Array(0);
 let view: DataView = new DataView(src.buffer);
 let pos = 0;
-let srcBuffer = Buffer.alloc(0) as Buffer & { utf8Slice(start: number, end: number): string };
+let srcBuffer = Buffer.alloc(0) as Buffer & { utf8Slice(start: number, end: number): string; latin1Slice(start: number, end: number): string };
 let end = 0;
 let structures: (Structure | undefined)[] = [];
 
+/**
+ * cbor-extract's native `extractStrings(start, end, firstLength, source)`, the one cbor-x reads
+ * strings with: from the text string whose content starts at `start`, it decodes up to 254 text
+ * strings of source[..end] in one call, ASCII strings near each other as one latin-1 block.
+ * null where the addon is not installed (it is optional, like cbor-x's): every string is then read alone.
+ */
+type ExtractStrings = (start: number, end: number, firstLength: number, source: Uint8Array) => string | string[];
+const nativeExtractStrings = loadExtractStrings();
+/** Whether stored strings are read natively (cbor-extract loaded), as cbor-x reads them. */
+export const nativeStringExtraction = nativeExtractStrings !== null;
+
+function loadExtractStrings(): ExtractStrings | null {
+  try {
+    const addon = createRequire(import.meta.url)('cbor-extract') as { extractStrings?: unknown };
+    return typeof addon.extractStrings === 'function' ? (addon.extractStrings as ExtractStrings) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Below this many bytes a value's few strings are read faster one by one than by a native call. */
+const STRING_EXTRACTION_SOURCE_SIZE_BYTES_MIN = 140;
+
+/** Extracted strings of the current decode: the next ones in order, and the block being sliced. */
+let extracting = false;
+let extracted: string[] = [];
+let extractedNext = 0;
+let block = '';
+let blockStart = 0;
+let blockEnd = -1;
+
+export interface DecodeOptions {
+  /** Read strings by cbor-extract's native call where it loads (the default); false reads each alone, in JavaScript. */
+  nativeStrings?: boolean;
+}
+
 /** Decodes one CBOR item that fills `bytes` exactly; throws CborError (or RangeError: stack) on anything else. */
-export function decodeStored(bytes: Uint8Array): unknown {
+export function decodeStored(bytes: Uint8Array, options: DecodeOptions = {}): unknown {
   src = bytes;
   view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   pos = 0;
   srcBuffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) as typeof srcBuffer;
   end = bytes.length;
   structures = [];
+  extracting = options.nativeStrings !== false && nativeExtractStrings !== null && end >= STRING_EXTRACTION_SOURCE_SIZE_BYTES_MIN;
+  extractedNext = 0;
+  blockEnd = -1;
   try {
     const value = read();
     if (pos !== end) fail(`${end - pos} bytes after the value`);
     return value;
   } finally {
     src = EMPTY;
+    srcBuffer = EMPTY_BUFFER;
     structures = [];
+    extracted = NO_STRINGS;
+    block = '';
   }
 }
+const NO_STRINGS: string[] = [];
+const EMPTY_BUFFER = Buffer.alloc(0) as typeof srcBuffer;
 const EMPTY = new Uint8Array(0);
 
 /** The argument of an item whose initial byte had additional info `info` (0–27). */
@@ -160,6 +208,48 @@ function readInteger64(negative: boolean): bigint {
 }
 
 function readText(start: number, stop: number): string {
+  if (extracting) {
+    // <=: an empty string may end the block, at its very end.
+    if (start <= blockEnd) return block.slice(start - blockStart, stop - blockStart);
+    let string = extracted[extractedNext++];
+    if (string === undefined) {
+      const extraction = extractStringsFrom(start, stop);
+      if (extraction === null) return readTextAlone(start, stop);
+      if (typeof extraction === 'string') {
+        string = extraction;
+        extracted = NO_STRINGS;
+      } else {
+        extracted = extraction;
+        extractedNext = 1;
+        string = extraction[0]!;
+      }
+    }
+    // A longer string is a block of the ASCII strings from here on, latin-1 byte for byte.
+    if (string.length <= stop - start) return string;
+    block = string;
+    blockStart = start;
+    blockEnd = start + string.length;
+    return string.slice(0, stop - start);
+  }
+  return readTextAlone(start, stop);
+}
+
+/**
+ * The next strings from the one at start..stop on, or null when the addon refuses the bytes
+ * (lengths it does not read, such as 8-byte ones): this decode then reads every string alone.
+ */
+function extractStringsFrom(start: number, stop: number): string | string[] | null {
+  try {
+    const extraction = nativeExtractStrings!(start, end, stop - start, srcBuffer);
+    if (typeof extraction === 'string' || (Array.isArray(extraction) && extraction.length > 0)) return extraction;
+  } catch {
+    // fall through
+  }
+  extracting = false;
+  return null;
+}
+
+function readTextAlone(start: number, stop: number): string {
   const length = stop - start;
   if (length <= 4) {
     if (length === 0) return '';
@@ -282,10 +372,11 @@ function readRecordDefinition(): unknown {
   if (length < 2 || length > end - pos) fail(`a record definition of ${length} items in ${end - pos} bytes`);
   const id = read();
   if (typeof id !== 'number' || id < RECORD_ID_FIRST || id >= RECORD_ID_FIRST + RECORD_IDS) fail(`record id ${String(id)}`);
+  const keysStart = pos;
   const keys = read();
   if (!Array.isArray(keys) || !keys.every((key) => typeof key === 'string')) fail('record keys that are not strings');
   if (length - 2 > keys.length) fail(`a record of ${length - 2} values for ${keys.length} keys`);
-  const structure = structureOf(keys);
+  const structure = structureOf(keys, srcBuffer.latin1Slice(keysStart, pos));
   structures[id - RECORD_ID_FIRST] = structure;
   return readValues(structure, length - 2);
 }
@@ -306,15 +397,20 @@ interface Structure {
   readAll: ((read: () => unknown) => Record<string, unknown>) | null;
 }
 
-/** Compiled readers by key list, across decodes: the same few structures recur in every chunk. */
+/**
+ * Compiled readers across decodes (the same few structures recur in every chunk), by the bytes
+ * of their key list, one character a byte: the same bytes always read as the same keys, and
+ * taking them costs less than joining the keys (which is not injective either: [''] and []).
+ */
 const compiledReaders = new Map<string, (read: () => unknown) => Record<string, unknown>>();
 const COMPILED_READERS_MAX = 4096;
+/** Longer key lists are read key by key, so the cache holds at most COMPILED_READERS_MAX × this. */
+const COMPILED_READER_KEYS_SIZE_BYTES_MAX = 4096;
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 
-function structureOf(keys: string[]): Structure {
-  const signature = keys.join('\u0000');
+function structureOf(keys: string[], signature: string): Structure {
   let readAll = compiledReaders.get(signature) ?? null;
-  if (readAll === null && compiledReaders.size < COMPILED_READERS_MAX && new Set(keys).size === keys.length) {
+  if (readAll === null && compiledReaders.size < COMPILED_READERS_MAX && signature.length <= COMPILED_READER_KEYS_SIZE_BYTES_MAX && new Set(keys).size === keys.length) {
     // Keys become string literals (JSON.stringify), so nothing from the bytes is ever code; a
     // computed ["__proto__"] is an own property, unlike a literal __proto__ key, which sets the prototype.
     const body = keys.map((key) => (key === '__proto__' ? `["__proto__"]: r()` : `${IDENTIFIER.test(key) ? key : JSON.stringify(key)}: r()`)).join(', ');
