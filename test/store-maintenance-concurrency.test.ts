@@ -23,9 +23,21 @@ async function populate(db: FactStore): Promise<void> {
       })),
     );
   }
+  await db.append({ type: 'Exotic', id: 'exotic', tags: ['exotic'], data: EXOTIC_DATA() });
   await db.appendStream('s', { type: 'Opened', id: 'open-s', tags: ['stream:s'], data: { k: 'opened' } }, { expect: 'none' });
   await db.appendStream('other-1', [{ type: 'A' }, { type: 'B' }], { expect: 'none' });
 }
+
+/** Data of every kind the codec promises to round-trip, read back while maintenance runs. */
+const EXOTIC_DATA = () => ({
+  ...(JSON.parse('{"__proto__": {"polluted": true}}') as Record<string, unknown>),
+  map: new Map<unknown, unknown>([['a', 1], [2, [3n]]]),
+  when: new Date(1_700_000_000_000),
+  bytes: Uint8Array.of(0, 255, 7),
+  big: 2n ** 70n,
+  float: 0.1,
+  nested: { b: [1, { c: null }], a: 'ü' },
+});
 
 /** What every read path says about the store, for comparison before, during and after maintenance. */
 async function observe(db: FactStore) {
@@ -41,6 +53,7 @@ async function observe(db: FactStore) {
     category: positions(await db.read({ category: 'other' }).toArray()),
     query: positions(await db.read({ query: Query.types('B').withTags('t2') }, { limit: 20 }).toArray()),
     lastQuery: positions(await db.read({ query: Query.tags('stream:s') }, { direction: 'backward', limit: 1 }).toArray()),
+    exotic: (await db.read({ tag: 'exotic' }).toArray()).map((event) => event.data),
   };
 }
 
@@ -75,6 +88,9 @@ describe.each([
     await withPopulatedStore(backend, {}, async (db) => {
       const before = await observe(db);
       expect(before.sVersion).toBe(1);
+      expect(before.exotic).toEqual([EXOTIC_DATA()]);
+      expect(Object.keys(before.exotic[0] as object)).toContain('__proto__');
+      expect(({} as { polluted?: unknown }).polluted).toBeUndefined();
 
       const during: Promise<unknown>[] = [];
       const appendsResolvedDuringRebuild: boolean[] = [];
@@ -94,8 +110,9 @@ describe.each([
             during.push(
               db
                 .appendStream('s', { type: 'Opened', id: 'open-s', tags: ['stream:s'], data: { k: 'opened' } }, { expect: 'none' })
-                .then((result) => expect(result).toEqual({ position: EVENTS + 1, streamPosition: 1, count: 1 })),
+                .then((result) => expect(result).toEqual({ position: EVENTS + 2, streamPosition: 1, count: 1 })),
             );
+            during.push(db.append({ type: 'Exotic', id: 'exotic', tags: ['exotic'], data: EXOTIC_DATA() }).then((result) => expect(result).toEqual({ position: EVENTS + 1, count: 1 })));
             during.push(observe(db).then((seen) => expect(seen).toEqual(before)));
             for (let index = 0; index < 5; index++) {
               during.push(
@@ -111,7 +128,7 @@ describe.each([
           return result;
         });
       await Promise.all(during.map((promise) => promise.then(() => undefined)));
-      expect(await rebuilding).toEqual({ events: EVENTS + 3 });
+      expect(await rebuilding).toEqual({ events: EVENTS + 4 });
       await Promise.all(during);
       expect(progressCalls).toBeGreaterThan(1);
       // Appends were not held back for the whole rebuild.
