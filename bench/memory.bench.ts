@@ -14,6 +14,7 @@ import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freshDir, log, machine, removeDir, writeResults } from './support.js';
+import type { Peak } from '../test/fixtures/memory-child.js';
 
 const EVENTS = Number(process.env.BENCH_MEMORY_EVENTS ?? 2_000_000);
 const HEAP_LIMITS_MB = [16, 24, 32, 40, 48, 64, 96, 128, 160, 256];
@@ -21,14 +22,6 @@ const HEAP_LIMITS_MB = [16, 24, 32, 40, 48, 64, 96, 128, 160, 256];
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.join(here, '..');
 const childScript = path.join(repoRoot, 'test', 'fixtures', 'memory-child.ts');
-
-interface Peak {
-  rssMB: number;
-  rssAnonMB: number;
-  rssFileMB: number;
-  heapUsedMB: number;
-  externalMB: number;
-}
 
 interface PhaseReport {
   ms: number;
