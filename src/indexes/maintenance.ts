@@ -100,11 +100,10 @@ const POSITIONED_SPACES = [KeySpace.stream, KeySpace.type, KeySpace.tag, KeySpac
 /** Index spaces that hold one entry per stream, whatever its events' positions (V: its version, last write wins). */
 const PER_STREAM_SPACES = [KeySpace.streams, KeySpace.streamCategories] as const;
 
-/** The last position of the ledger's last chunk (LevelDB holds every chunk up to it), at least `atLeast`. */
-async function lastChunkEnd(db: LevelDatabase, atLeast: number): Promise<number> {
-  const [last] = await db.iterator<Uint8Array, Uint8Array>({ ...VIEW, ...spaceRange(KeySpace.ledger), reverse: true, limit: 1 }).all();
-  if (last === undefined) return atLeast;
-  return Math.max(atLeast, readU64(last[0], 1) + decodeChunk(last[1], String(readU64(last[0], 1))).tuples.length - 1);
+/** The last position LevelDB holds every chunk through (`M applied`, written in every apply batch), at least `atLeast`. */
+async function appliedPosition(db: LevelDatabase, atLeast: number): Promise<number> {
+  const applied = await db.get<Uint8Array, Uint8Array>(metaKey('applied'), VIEW);
+  return applied === undefined ? atLeast : Math.max(atLeast, readU64(applied, 0));
 }
 
 /** Drops a leftover shadow (of a rebuild that a crash or an error cut short): nothing reads it. */
@@ -228,7 +227,7 @@ export async function rebuildIndexes(
   for (const space of POSITIONED_SPACES) changes += await mergeSpace(db, space, appendedLater);
   const perStream = (key: Uint8Array) => key[0] === KeySpace.streams || key[0] === KeySpace.streamCategories;
   // The events appended so far first, appends going on, so that the pause covers only the few since.
-  const caughtUp = await lastChunkEnd(db, head);
+  const caughtUp = await appliedPosition(db, head);
   await writeDerivedEntries(db, newBatch, dataFields, { from: head + 1, through: caughtUp }, perStream, shadowKey, () => undefined);
   changes += await pause(async (latest) => {
     await writeDerivedEntries(db, newBatch, dataFields, { from: caughtUp + 1, through: latest }, perStream, shadowKey, () => undefined);

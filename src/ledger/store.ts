@@ -1478,7 +1478,8 @@ export class FactStore implements AsyncDisposable {
     if ((await db.get<Uint8Array, Uint8Array>(metaKey('rebuilding'), VIEW)) !== undefined) {
       // A format upgrade (or an older version's rebuild) was cut short: its entries cannot be trusted.
       await this.#underRebuildMarker(() => this.#rebuild());
-    } else if ((await db.keys<Uint8Array>({ keyEncoding: 'view', ...spaceRange(KeySpace.rebuild), limit: 1 }).all()).length > 0) {
+    } else {
+      // A rebuildIndexes() cut short leaves its shadow (the rebuild above clears it itself).
       await clearRebuildShadow(db);
     }
     await clearUnrecordedDataIndexes(db, this.#dataFields);
