@@ -232,46 +232,42 @@ describe('FactStore unapplied tail (LevelDB writes held at a gate)', () => {
     await db.close();
   });
 
-  it('appends wait (never fail) while the tail is full, and continue once the apply catches up', async () => {
+  /**
+   * With LevelDB's writes held, `fills` appends of `events` fill the tail: the next append waits
+   * (never fails) and resolves once the apply catches up.
+   */
+  async function expectNextAppendWaits(events: EventInput[], fills: number): Promise<void> {
     const level = new GatedLevel();
     const db = await FactStore.open(DB, { fs: new SimFileSystem(), level, levelDurability: 'volatile' });
     level.closeGate();
-    const bulk = Array.from({ length: 1000 }, (_, n) => ({ type: 'Bulk', data: { n } }));
-    const fills = Math.ceil(UNAPPLIED_EVENTS_MAX / bulk.length);
-    for (let round = 0; round < fills; round++) await db.append(bulk);
+    for (let round = 0; round < fills; round++) await db.append(events);
     let settled = false;
     const waiting = db.append({ type: 'AfterFull' }).finally(() => (settled = true));
     await sleep(50);
     expect(settled).toBe(false);
     level.openGate();
-    expect(await waiting).toEqual({ position: fills * bulk.length + 1, count: 1 });
+    expect(await waiting).toEqual({ position: fills * events.length + 1, count: 1 });
     await db.close();
+  }
+
+  // 16 events of 64 KiB: about 1 MiB per append, far below the event bound.
+  const large = Array.from({ length: 16 }, (_, n) => ({ type: 'Large', data: { n, blob: new Uint8Array(64 * 1024).fill(n) } }));
+  const largeAppendSizeBytes = 16 * 64 * 1024;
+
+  it('appends wait (never fail) while the tail is full, and continue once the apply catches up', async () => {
+    const bulk = Array.from({ length: 1000 }, (_, n) => ({ type: 'Bulk', data: { n } }));
+    await expectNextAppendWaits(bulk, Math.ceil(UNAPPLIED_EVENTS_MAX / bulk.length));
   });
 
   it('appends wait while the tail holds UNAPPLIED_SIZE_BYTES_MAX bytes, however few events that is', async () => {
-    const level = new GatedLevel();
-    const db = await FactStore.open(DB, { fs: new SimFileSystem(), level, levelDurability: 'volatile' });
-    level.closeGate();
-    // 16 events of 64 KiB: about 1 MiB per append, far below the event bound.
-    const large = Array.from({ length: 16 }, (_, n) => ({ type: 'Large', data: { n, blob: new Uint8Array(64 * 1024).fill(n) } }));
-    const appendSizeBytes = 16 * 64 * 1024;
-    const fills = Math.ceil(UNAPPLIED_SIZE_BYTES_MAX / appendSizeBytes);
-    for (let round = 0; round < fills; round++) await db.append(large);
-    let settled = false;
-    const waiting = db.append({ type: 'AfterFull' }).finally(() => (settled = true));
-    await sleep(50);
-    expect(settled).toBe(false);
-    level.openGate();
-    expect(await waiting).toEqual({ position: fills * large.length + 1, count: 1 });
-    await db.close();
+    await expectNextAppendWaits(large, Math.ceil(UNAPPLIED_SIZE_BYTES_MAX / largeAppendSizeBytes));
   });
 
   it('concurrent appends join a group only while the tail stays within UNAPPLIED_SIZE_BYTES_MAX', async () => {
     const level = new GatedLevel();
     const db = await FactStore.open(DB, { fs: new SimFileSystem(), level, levelDurability: 'volatile' });
     level.closeGate();
-    const large = Array.from({ length: 16 }, (_, n) => ({ type: 'Large', data: { n, blob: new Uint8Array(64 * 1024).fill(n) } }));
-    const appendSizeBytes = 16 * 64 * 1024;
+    const appendSizeBytes = largeAppendSizeBytes;
     const appends = 2 * Math.ceil(UNAPPLIED_SIZE_BYTES_MAX / appendSizeBytes);
     let resolved = 0;
     const all = Array.from({ length: appends }, () => db.append(large).then(() => resolved++));
