@@ -1,6 +1,6 @@
 /**
  * Decoding ledger chunks in-process (`npm run bench:decode`): factstore's decoder
- * (src/ledger/cbor.ts) with native string extraction (what reads use) and with every string read
+ * (src/model/cbor.ts) with native string extraction (what reads use) and with every string read
  * in JavaScript, against cbor-x's own decoder on the same bytes (the speed to match; it is not
  * exact: it renames `__proto__` keys and acts on tags 27–29).
  *
@@ -15,8 +15,8 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Decoder } from 'cbor-x';
-import { decodeStored, nativeStringExtraction } from '../src/ledger/cbor.js';
-import { encodeTuples, type EventTuple } from '../src/ledger/chunk.js';
+import { decodeStored, nativeStringExtraction } from '../src/model/cbor.js';
+import { encodeTuples, type EventTuple } from '../src/model/chunk.js';
 import { fmtInt, fmtRatio, log, machine, median, pairedRatio, writeResults } from './support.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);

@@ -1,5 +1,5 @@
 /**
- * The ledger's decoder reads strings two ways (src/ledger/cbor.ts): by cbor-extract's native
+ * The ledger's decoder reads strings two ways (src/model/cbor.ts): by cbor-extract's native
  * call, many strings at once, or one by one in JavaScript. Both must give the same values, on
  * what the store writes and on damaged bytes alike (fast-check).
  *
@@ -26,8 +26,8 @@
 import { Decoder } from 'cbor-x';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalBytes, decodeStored, nativeStringExtraction } from '../src/ledger/cbor.js';
-import { encodeTuples, type EventTuple } from '../src/ledger/chunk.js';
+import { canonicalBytes, decodeStored, nativeStringExtraction } from '../src/model/cbor.js';
+import { encodeTuples, type EventTuple } from '../src/model/chunk.js';
 import { propertyParams, propertyTimeoutMs } from './settings.js';
 
 const DEFAULT_RUNS = 300;

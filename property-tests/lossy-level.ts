@@ -8,7 +8,7 @@
  *   a `sync: true` write is treated like any other (conservative: LevelDB makes it durable);
  * - `compactRange(start, end, options)` is the flush: the batches written before the call
  *   become durable when the returned promise resolves (FactStore's barrier calls it between two
- *   synced writes, src/ledger/barrier.ts);
+ *   synced writes, src/storage/barrier.ts);
  * - `crash(rng)` returns a NEW database whose content is the durable state plus a random subset
  *   of the unsynced batches, applied in order. Any subset, not only a prefix: LevelDB can lose an
  *   earlier unsynced batch while a later one survives. `crash(rng, 'process')` loses nothing

@@ -27,8 +27,8 @@ import { MemoryLevel } from 'memory-level';
 import { describe, expect, it } from 'vitest';
 import { FactError, FactStore, Query, SimFileSystem } from '../src/index.js';
 import type { AppendResult, EventInput, QueryItem, ReadOptions, RecordedEvent } from '../src/index.js';
-import { VIEW } from '../src/ledger/level.js';
-import { matchesQuery } from '../src/query/query.js';
+import { VIEW } from '../src/storage/level.js';
+import { matchesQuery } from '../src/model/query.js';
 import { propertyParams, propertyTimeoutMs } from './settings.js';
 
 const DEFAULT_RUNS_READS = 40;

@@ -1,5 +1,5 @@
 /**
- * Model-based crash test of the whole store (src/ledger/store.ts): a FactStore on a
+ * Model-based crash test of the whole store (src/store.ts): a FactStore on a
  * SimFileSystem (WAL, sync 'always', small segments, frequent checkpoints and segment
  * deletions) and a LossyLevel (property-tests/lossy-level.ts: LevelDB that loses unsynced
  * batches at a crash, with holes). fast-check generates commands: appends, stream appends with
@@ -29,9 +29,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isFactError } from '../src/errors.js';
-import { INDEX_KEY_SPACES, spaceRange } from '../src/ledger/keys.js';
-import { FactStore } from '../src/ledger/store.js';
-import type { EventInput, RecordedEvent, StreamAppendResult, StreamExpectation } from '../src/types.js';
+import { INDEX_KEY_SPACES, spaceRange } from '../src/storage/keys.js';
+import { FactStore } from '../src/store.js';
+import type { EventInput, RecordedEvent, StreamAppendResult, StreamExpectation } from '../src/model/types.js';
 import type { SimCrashMode } from '../src/wal/sim-file-system.js';
 import { SimCrashError, SimFileSystem } from '../src/wal/sim-file-system.js';
 import { LossyLevel, mulberry32 } from './lossy-level.js';

@@ -51,6 +51,11 @@ export function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new FactError('FACT_ASSERTION', `assertion failed: ${message}`);
 }
 
+/** Bad input: changes nothing, names the problem. */
+export function invalid(message: string, details: Record<string, unknown> = {}, cause?: unknown): FactError {
+  return new FactError('FACT_INVALID_ARGUMENT', message, { details, cause });
+}
+
 /** Translates an fs error into FACT_IO, naming the operation and the file. */
 export function ioError(operation: string, path: string, cause: unknown): FactError {
   const code = (cause as { code?: unknown } | null)?.code;

@@ -1,10 +1,10 @@
 /** factstore: the one explicit public export list. */
-export { FactStore } from './ledger/store.js';
-export type { FactStoreOptions, AppendStreamOptions } from './ledger/store.js';
-export { Query } from './query/query.js';
-export type { QueryItem } from './query/query.js';
-export type { LevelDatabase } from './ledger/level.js';
-export type { LevelBarrier, LevelDurability } from './ledger/barrier.js';
+export { FactStore } from './store.js';
+export type { FactStoreOptions, AppendStreamOptions } from './store.js';
+export { Query } from './model/query.js';
+export type { QueryItem, ReadSource, AppendCondition } from './model/query.js';
+export type { LevelDatabase } from './storage/level.js';
+export type { LevelBarrier, LevelDurability } from './storage/barrier.js';
 export type {
   EventInput,
   RecordedEvent,
@@ -12,11 +12,9 @@ export type {
   StreamAppendResult,
   StreamExpectation,
   ReadOptions,
-  ReadSource,
   ReadDirection,
   EventReader,
-  AppendCondition,
-} from './types.js';
+} from './model/types.js';
 export type { RebuildProgress, VerifyReport, DataIndexProgress } from './indexes/maintenance.js';
 export {
   EVENT_TYPE_SIZE_BYTES_MAX,
@@ -24,9 +22,9 @@ export {
   STREAM_ID_SIZE_BYTES_MAX,
   EVENT_ID_SIZE_BYTES_MAX,
   APPEND_EVENTS_MAX,
-} from './ledger/validation.js';
-export { DATA_NESTING_DEPTH_MAX } from './ledger/cbor.js';
-export { DATA_FIELD_VALUE_SIZE_BYTES_MAX } from './query/query.js';
+} from './model/validation.js';
+export { DATA_NESTING_DEPTH_MAX } from './model/cbor.js';
+export { DATA_FIELD_VALUE_SIZE_BYTES_MAX } from './model/query.js';
 export { FactError, isFactError, FactErrorCodes } from './errors.js';
 export type { FactErrorCode, FactErrorOptions } from './errors.js';
 export { Wal, NodeFileSystem, SimFileSystem } from './wal/index.js';

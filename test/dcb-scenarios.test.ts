@@ -13,7 +13,7 @@ import { MemoryLevel } from 'memory-level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FactStore, isFactError, Query, SimFileSystem } from '../src/index.js';
 import type { AppendResult, FactStoreOptions, RecordedEvent } from '../src/index.js';
-import { VIEW } from '../src/ledger/level.js';
+import { VIEW } from '../src/storage/level.js';
 
 /** A business rule said no (as opposed to a concurrency conflict, which is retried). */
 class DomainError extends Error {

@@ -12,9 +12,9 @@ import { Encoder } from 'cbor-x';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FactError, FactStore, Query } from '../src/index.js';
 import type { AppendResult, DataIndexProgress, EventInput, FactStoreOptions, LevelDatabase } from '../src/index.js';
-import { INDEX_KEY_SPACES, KeySpace, metaKey, spaceRange } from '../src/ledger/keys.js';
-import { VIEW } from '../src/ledger/level.js';
-import { matchesQuery } from '../src/query/query.js';
+import { INDEX_KEY_SPACES, KeySpace, metaKey, spaceRange } from '../src/storage/keys.js';
+import { VIEW } from '../src/storage/level.js';
+import { matchesQuery } from '../src/model/query.js';
 import { classicBackend, expectFactError, hex, memoryBackend, positionsOf, type OptionsFor } from './support/backends.js';
 
 const metaDecoder = new Encoder({ useRecords: false });

@@ -1,6 +1,6 @@
-/** Generated event ids (src/ledger/ids.ts): UUID v8 from the id seed and the position, invertible. */
+/** Generated event ids (src/model/ids.ts): UUID v8 from the id seed and the position, invertible. */
 import { describe, expect, it } from 'vitest';
-import { GeneratedIds, ID_SEED_SIZE_BYTES, newIdSeed } from '../src/ledger/ids.js';
+import { GeneratedIds, ID_SEED_SIZE_BYTES, newIdSeed } from '../src/model/ids.js';
 
 const UUID_V8 = /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -63,7 +63,7 @@ describe('GeneratedIds', () => {
 });
 
 /**
- * Fixed vectors, computed once from src/ledger/ids.ts: ids are stored nowhere, so a change of
+ * Fixed vectors, computed once from src/model/ids.ts: ids are stored nowhere, so a change of
  * the derivation would silently change the id of every event of every existing database.
  */
 const VECTOR_POSITIONS = [1, 2, 255, 256, 2 ** 31 - 1, 2 ** 31, 2 ** 53 - 1];
@@ -120,7 +120,7 @@ const VECTORS: { seedHex: string; ids: string[] }[] = [
 
 /**
  * The derivation as docs/storage-format.md ("Generated ids") states it, written from that text
- * alone (BigInt arithmetic, no code shared with src/ledger/ids.ts), so doc and code cannot drift.
+ * alone (BigInt arithmetic, no code shared with src/model/ids.ts), so doc and code cannot drift.
  */
 const spec = {
   mod32: (value: bigint) => value & 0xffffffffn,

@@ -7,8 +7,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { FactStore } from '../src/index.js';
-import { CHUNK_KIND_APPEND_FIRST, decodeChunk } from '../src/ledger/chunk.js';
-import { metaKey } from '../src/ledger/keys.js';
+import { CHUNK_KIND_APPEND_FIRST, decodeChunk } from '../src/model/chunk.js';
+import { metaKey } from '../src/storage/keys.js';
 import { SimFileSystem } from '../src/wal/sim-file-system.js';
 import { hex, newMemoryLevel } from './support/backends.js';
 

@@ -1,5 +1,5 @@
 /**
- * The durability barrier (src/ledger/barrier.ts): a checkpoint advances the WAL only past a
+ * The durability barrier (src/storage/barrier.ts): a checkpoint advances the WAL only past a
  * barrier that succeeded, a failed one is reported (appends, close, open), and a `level` option
  * without a barrier is refused at open. LossyLevel plays LevelDB: its flush can fail the way
  * LevelDB's CompactRange does (the promise resolves, the next write fails), and so can writes.
@@ -7,8 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { FactStore, SimFileSystem } from '../src/index.js';
 import type { FactStoreOptions, LevelDatabase } from '../src/index.js';
-import { metaKey, u64 } from '../src/ledger/keys.js';
-import { VIEW } from '../src/ledger/level.js';
+import { metaKey, u64 } from '../src/storage/keys.js';
+import { VIEW } from '../src/storage/level.js';
 import { LossyLevel } from '../property-tests/lossy-level.js';
 import { expectFactError, newMemoryLevel } from './support/backends.js';
 

@@ -8,9 +8,10 @@ import { describe, expect, it } from 'vitest';
 import { FactStore } from '../src/index.js';
 import { SimFileSystem } from '../src/wal/sim-file-system.js';
 import { LossyLevel, mulberry32 } from '../property-tests/lossy-level.js';
-import { metaKey, readU64, u64Pair } from '../src/ledger/keys.js';
-import { VIEW } from '../src/ledger/level.js';
+import { metaKey, u64Pair } from '../src/storage/keys.js';
+import { VIEW } from '../src/storage/level.js';
 import { expectFactError } from './support/backends.js';
+import { readU64BE } from '../src/bytes.js';
 
 const SEEDS = 30;
 
@@ -94,10 +95,10 @@ describe('recovery row 8', () => {
     fs.crash({ mode: 'process' });
     await crashed.open();
     const applied = (await crashed.get(metaKey('applied'), VIEW))!;
-    await crashed.put(metaKey('applied'), u64Pair(readU64(applied, 0) - 1, readU64(applied, 8)), VIEW);
+    await crashed.put(metaKey('applied'), u64Pair(readU64BE(applied, 0) - 1, readU64BE(applied, 8)), VIEW);
     await expectFactError(() => FactStore.open('/db', { ...options, level: crashed }), 'FACT_CORRUPTION', /ends at position 2, but M applied says .* up to position 1/);
     // M applied one record back: the record after it must start right after its position.
-    await crashed.put(metaKey('applied'), u64Pair(readU64(applied, 0), readU64(applied, 8) - 1), VIEW);
+    await crashed.put(metaKey('applied'), u64Pair(readU64BE(applied, 0), readU64BE(applied, 8) - 1), VIEW);
     await expectFactError(() => FactStore.open('/db', { ...options, level: crashed }), 'FACT_CORRUPTION', /starts at position 1, expected 3, right after the last position LevelDB applied/);
     void db.close().catch(() => undefined);
   });

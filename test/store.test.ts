@@ -12,12 +12,13 @@ import type { MemoryLevel } from 'memory-level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FactStore, Query, SimFileSystem } from '../src/index.js';
 import type { EventInput, FactError, FactStoreOptions, LevelDatabase, RecordedEvent, StreamAppendResult } from '../src/index.js';
-import { INDEX_KEY_SPACES, KeySpace, indexKey, ledgerKey, metaKey, nameKey, readU64, spaceRange, u64, u64Pair, utf8 } from '../src/ledger/keys.js';
-import { GeneratedIds } from '../src/ledger/ids.js';
-import { VIEW } from '../src/ledger/level.js';
+import { INDEX_KEY_SPACES, KeySpace, indexKey, ledgerKey, metaKey, nameKey, spaceRange, u64, u64Pair } from '../src/storage/keys.js';
+import { GeneratedIds } from '../src/model/ids.js';
+import { VIEW } from '../src/storage/level.js';
 import { classicBackend, expectFactError, hex, memoryBackend, newMemoryLevel, positionsOf, type OptionsFor } from './support/backends.js';
+import { readU64BE, utf8 } from '../src/bytes.js';
 
-/** Ids the store generates: UUID version 8 (src/ledger/ids.ts). */
+/** Ids the store generates: UUID version 8 (src/model/ids.ts). */
 const GENERATED_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 const range = (from: number, to: number) => Array.from({ length: Math.abs(to - from) + 1 }, (_, index) => (from <= to ? from + index : from - index));
@@ -35,7 +36,7 @@ const dumpIndexes = (level: LevelDatabase) => dumpSpaces(level, INDEX_KEY_SPACES
 
 async function ledgerChunkStarts(level: LevelDatabase): Promise<number[]> {
   const starts: number[] = [];
-  for await (const key of level.keys<Uint8Array>({ keyEncoding: 'view', ...spaceRange(KeySpace.ledger) })) starts.push(readU64(key, 1));
+  for await (const key of level.keys<Uint8Array>({ keyEncoding: 'view', ...spaceRange(KeySpace.ledger) })) starts.push(readU64BE(key, 1));
   return starts;
 }
 
@@ -1090,20 +1091,20 @@ export function describeStoreSuite(name: string, makeOptions: () => OptionsFor):
         const healthy = await withLevel(db.path, dumpIndexes);
         db = await tamper(db, async (level) => {
           await level.del<Uint8Array>(indexKey(KeySpace.type, utf8('CourseDefined'), 4), { keyEncoding: 'view' });
-          await level.del<Uint8Array>(indexKey(KeySpace.stream, utf8('course-c1'), 2), { keyEncoding: 'view' });
+          await level.del<Uint8Array>(indexKey(KeySpace.streamPositions, utf8('course-c1'), 2), { keyEncoding: 'view' });
           await level.put<Uint8Array, Uint8Array>(indexKey(KeySpace.tag, utf8('ghost'), 3), u64(3), VIEW);
           await level.put<Uint8Array, Uint8Array>(nameKey(KeySpace.id, utf8('no-such-event')), u64(1), VIEW);
-          await level.put<Uint8Array, Uint8Array>(nameKey(KeySpace.streams, utf8('course-c2')), u64(7), VIEW);
+          await level.put<Uint8Array, Uint8Array>(nameKey(KeySpace.streamVersions, utf8('course-c2')), u64(7), VIEW);
         });
         const report = await db.verify();
         expect(report.ok).toBe(false);
         const problems = report.problems.join('\n');
         expect(problems).toContain(`index entry ${hex(indexKey(KeySpace.type, utf8('CourseDefined'), 4))} is missing`);
-        expect(problems).toContain(`index entry ${hex(indexKey(KeySpace.stream, utf8('course-c1'), 2))} is missing`);
+        expect(problems).toContain(`index entry ${hex(indexKey(KeySpace.streamPositions, utf8('course-c1'), 2))} is missing`);
         expect(problems).toMatch(/index space 'T' has 7 entries, the ledger implies 8/);
         expect(problems).toMatch(/index space 'G' has \d+ entries, the ledger implies \d+/);
         expect(problems).toMatch(/index space 'I' has 1 entries, the ledger implies 0/);
-        expect(problems).toContain(`index entry ${hex(nameKey(KeySpace.streams, utf8('course-c2')))} has value ${hex(u64(7))}, expected ${hex(u64(1))}`);
+        expect(problems).toContain(`index entry ${hex(nameKey(KeySpace.streamVersions, utf8('course-c2')))} has value ${hex(u64(7))}, expected ${hex(u64(1))}`);
         expect(await db.rebuildIndexes()).toEqual({ events: 8 });
         expect((await db.verify()).ok).toBe(true);
         expect(positionsOf(await db.read({ type: 'CourseDefined' }).toArray())).toEqual([1, 4]);
@@ -1354,7 +1355,7 @@ describe('FactStore recovery (memory-level + SimFileSystem)', () => {
     await db.close();
     const applied = (await level.get<Uint8Array, Uint8Array>(metaKey('applied'), VIEW))!;
     // WAL record 1 is the database's id seed; the appends are records 2 and 3.
-    expect([readU64(applied, 0), readU64(applied, 8)]).toEqual([3, 3]);
+    expect([readU64BE(applied, 0), readU64BE(applied, 8)]).toEqual([3, 3]);
     await level.put<Uint8Array, Uint8Array>(metaKey('applied'), u64Pair(3, 9), VIEW);
     const error = await expectFactError(() => open(fs, level), 'FACT_CORRUPTION', /applied WAL record 9 but the WAL ends at 3/);
     expect(error.details).toEqual({ appliedLsn: 9, walLastLsn: 3 });
@@ -1393,11 +1394,11 @@ describe('FactStore recovery (memory-level + SimFileSystem)', () => {
     await db.close();
     const expected = await dumpIndexes(level);
     // What a format-1 build left: no postings, one entry per event.
-    for (const space of [KeySpace.type, KeySpace.category, KeySpace.stream]) await level.clear({ keyEncoding: 'view', ...spaceRange(space) });
+    for (const space of [KeySpace.type, KeySpace.category, KeySpace.streamPositions]) await level.clear({ keyEncoding: 'view', ...spaceRange(space) });
     for (const event of before.orders) {
       await level.put<Uint8Array, Uint8Array>(indexKey(KeySpace.type, utf8(event.type), event.position), u64(event.position), VIEW);
       await level.put<Uint8Array, Uint8Array>(indexKey(KeySpace.category, utf8('order'), event.position), u64(event.position), VIEW);
-      await level.put<Uint8Array, Uint8Array>(indexKey(KeySpace.stream, utf8(event.stream!), event.streamPosition!), u64Pair(event.position, event.position), VIEW);
+      await level.put<Uint8Array, Uint8Array>(indexKey(KeySpace.streamPositions, utf8(event.stream!), event.streamPosition!), u64Pair(event.position, event.position), VIEW);
     }
     await level.put<Uint8Array, Uint8Array>(metaKey('format'), u64(1), VIEW);
 
@@ -1408,7 +1409,7 @@ describe('FactStore recovery (memory-level + SimFileSystem)', () => {
     expect((await reopened.verify()).ok).toBe(true);
     await reopened.close();
     expect(await dumpIndexes(level)).toEqual(expected);
-    expect(readU64((await level.get<Uint8Array, Uint8Array>(metaKey("format"), VIEW))!, 0)).toBe(3);
+    expect(readU64BE((await level.get<Uint8Array, Uint8Array>(metaKey("format"), VIEW))!, 0)).toBe(3);
     expect(await level.get<Uint8Array, Uint8Array>(metaKey('rebuilding'), VIEW)).toBeUndefined();
   });
 

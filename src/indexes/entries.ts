@@ -2,10 +2,16 @@
  * Index entries derived from one ledger chunk. The write path, rebuildIndexes() and verify()
  * all use this one function, so an incremental index equals a rebuilt one byte for byte.
  */
-import { CHUNK_EVENTS_MAX, streamCategory, type DecodedChunk } from '../ledger/chunk.js';
-import { dataValuePrefix, freshBytes, indexKey, indexKeyNumber, KeySpace, nameKey, pairKey, positionKey, readU64, u64, u64Pair, utf8, writeU64, type Allocate } from '../ledger/keys.js';
-import type { IndexHit } from '../query/ledger-reader.js';
-import { dataFieldBytes } from '../query/query.js';
+import { CHUNK_EVENTS_MAX, streamCategory, type DecodedChunk } from '../model/chunk.js';
+import { dataValuePrefix, freshBytes, indexKey, indexKeyNumber, KeySpace, nameKey, pairKey, positionKey, u64, u64Pair, type Allocate } from '../storage/keys.js';
+import { dataFieldBytes } from '../model/query.js';
+import { readU64BE, utf8, writeU64BE } from '../bytes.js';
+
+/** An index entry: the event's position and its chunk's first position. */
+export interface IndexHit {
+  position: number;
+  chunk: number;
+}
 
 export type PutEntry = (key: Uint8Array, value: Uint8Array) => void;
 
@@ -74,9 +80,9 @@ export function forEachIndexEntry(
   const categoryBytes = textBytes(texts, streamCategory(chunk.stream));
   const lastPosition = firstPosition + count - 1;
   const lastStreamPosition = chunk.firstStreamPosition + count - 1;
-  put(indexKey(KeySpace.stream, streamBytes, lastStreamPosition, allocate), u64Pair(firstPosition, chunk.firstStreamPosition, allocate));
+  put(indexKey(KeySpace.streamPositions, streamBytes, lastStreamPosition, allocate), u64Pair(firstPosition, chunk.firstStreamPosition, allocate));
   put(indexKey(KeySpace.category, categoryBytes, lastPosition, allocate), postingValue(firstPosition, allOffsets(count), allocate));
-  if (withStreamVersion) put(nameKey(KeySpace.streams, streamBytes, allocate), u64(lastStreamPosition, allocate));
+  if (withStreamVersion) put(nameKey(KeySpace.streamVersions, streamBytes, allocate), u64(lastStreamPosition, allocate));
   if (chunk.firstStreamPosition === 1) put(pairKey(KeySpace.streamCategories, categoryBytes, streamBytes, allocate), EMPTY);
 }
 
@@ -97,7 +103,7 @@ const ONE_OFFSET: readonly number[] = [0];
 /** u64(chunk) then one byte per offset, ascending: the value of a type or category posting. */
 function postingValue(chunkFirst: number, offsets: readonly number[], allocate: Allocate): Uint8Array {
   const value = allocate(8 + offsets.length);
-  writeU64(value, 0, chunkFirst);
+  writeU64BE(value, 0, chunkFirst);
   for (let index = 0; index < offsets.length; index++) value[8 + index] = offsets[index]!;
   return value;
 }
@@ -110,12 +116,12 @@ function allOffsets(count: number): readonly number[] {
 
 /** Whether a key space holds postings (several positions per entry) rather than one position per entry. */
 export function isPostingSpace(space: number): boolean {
-  return space === KeySpace.type || space === KeySpace.category || space === KeySpace.stream;
+  return space === KeySpace.type || space === KeySpace.category || space === KeySpace.streamPositions;
 }
 
 /** Appends the hits of one entry of an index by position (type, category, tag, data) to `into`, in the direction's order. */
 export function entryHits(space: number, key: Uint8Array, value: Uint8Array, into: IndexHit[], forward: boolean): void {
-  const chunk = readU64(value, 0);
+  const chunk = readU64BE(value, 0);
   if (space === KeySpace.type || space === KeySpace.category) {
     if (forward) for (let index = 8; index < value.length; index++) into.push({ position: chunk + value[index]!, chunk });
     else for (let index = value.length - 1; index >= 8; index--) into.push({ position: chunk + value[index]!, chunk });
@@ -126,5 +132,5 @@ export function entryHits(space: number, key: Uint8Array, value: Uint8Array, int
 
 /** The chunk of one stream entry and the stream positions it holds (its positions follow the chunk's first). */
 export function streamEntryRange(key: Uint8Array, value: Uint8Array): { chunk: number; firstStreamPosition: number; lastStreamPosition: number } {
-  return { chunk: readU64(value, 0), firstStreamPosition: readU64(value, 8), lastStreamPosition: indexKeyNumber(key) };
+  return { chunk: readU64BE(value, 0), firstStreamPosition: readU64BE(value, 8), lastStreamPosition: indexKeyNumber(key) };
 }

@@ -1,12 +1,13 @@
 /** rebuildIndexes(), verify() and data-index builds: all derive index entries from the ledger with forEachIndexEntry. */
-import { decodeChunk, type DecodedChunk } from '../ledger/chunk.js';
-import { decodeCommit, WAL_RECORD_COMMIT, WAL_RECORD_ID_SEED } from '../ledger/commit-record.js';
+import { decodeChunk, type DecodedChunk } from '../model/chunk.js';
+import { decodeCommit, WAL_RECORD_COMMIT, WAL_RECORD_ID_SEED } from '../storage/commit-record.js';
 import type { AbstractSnapshot } from 'abstract-level';
-import { INDEX_KEY_SPACES, indexPrefix, KeySpace, ledgerKey, metaKey, prefixBounds, readU64, spaceRange, utf8, utf8Decode, type Allocate } from '../ledger/keys.js';
-import { ByteArena, VIEW, type BatchFactory, type LevelDatabase } from '../ledger/level.js';
+import { INDEX_KEY_SPACES, indexPrefix, KeySpace, ledgerKey, metaKey, prefixBounds, spaceRange, type Allocate } from '../storage/keys.js';
+import { ByteArena, VIEW, type BatchFactory, type LevelDatabase } from '../storage/level.js';
 import type { Wal, WalRecord } from '../wal/wal.js';
 import { isFactError } from '../errors.js';
 import { forEachIndexEntry } from './entries.js';
+import { readU64BE, utf8, utf8Decode } from '../bytes.js';
 
 export const REBUILD_BATCH_EVENTS = 4096;
 export const VERIFY_PROBLEMS_MAX = 100;
@@ -43,7 +44,7 @@ async function* ledgerChunks(db: LevelDatabase, range: ChunkRange = {}): AsyncGe
     ...(range.through === undefined ? { lt: space.lt } : { lte: ledgerKey(range.through) }),
   };
   for await (const [key, value] of db.iterator<Uint8Array, Uint8Array>({ ...VIEW, ...bounds, snapshot: range.snapshot })) {
-    const first = readU64(key, 1);
+    const first = readU64BE(key, 1);
     yield { first, bytes: value, chunk: decodeChunk(value, String(first)) };
   }
 }
@@ -96,14 +97,14 @@ function shadowKey(key: Uint8Array, allocate: Allocate): Uint8Array {
 }
 
 /** Index spaces whose every value starts with the u64 position (I) or chunk position (S T G K D) of the event(s) it indexes. */
-const POSITIONED_SPACES = [KeySpace.stream, KeySpace.type, KeySpace.tag, KeySpace.category, KeySpace.id, KeySpace.data] as const;
+const POSITIONED_SPACES = [KeySpace.streamPositions, KeySpace.type, KeySpace.tag, KeySpace.category, KeySpace.id, KeySpace.data] as const;
 /** Index spaces that hold one entry per stream, whatever its events' positions (V: its version, last write wins). */
-const PER_STREAM_SPACES = [KeySpace.streams, KeySpace.streamCategories] as const;
+const PER_STREAM_SPACES = [KeySpace.streamVersions, KeySpace.streamCategories] as const;
 
 /** The last position LevelDB holds every chunk through (`M applied`, written in every apply batch), at least `atLeast`. */
 async function appliedPosition(db: LevelDatabase, atLeast: number): Promise<number> {
   const applied = await db.get<Uint8Array, Uint8Array>(metaKey('applied'), VIEW);
-  return applied === undefined ? atLeast : Math.max(atLeast, readU64(applied, 0));
+  return applied === undefined ? atLeast : Math.max(atLeast, readU64BE(applied, 0));
 }
 
 /** Drops a leftover shadow (of a rebuild that a crash or an error cut short): nothing reads it. */
@@ -223,9 +224,9 @@ export async function rebuildIndexes(
     onProgress?.({ events: done, total: head }),
   );
   let changes = 0;
-  const appendedLater = (value: Uint8Array) => value.length >= 8 && readU64(value, 0) > head;
+  const appendedLater = (value: Uint8Array) => value.length >= 8 && readU64BE(value, 0) > head;
   for (const space of POSITIONED_SPACES) changes += await mergeSpace(db, space, appendedLater);
-  const perStream = (key: Uint8Array) => key[0] === KeySpace.streams || key[0] === KeySpace.streamCategories;
+  const perStream = (key: Uint8Array) => key[0] === KeySpace.streamVersions || key[0] === KeySpace.streamCategories;
   // The events appended so far first, appends going on, so that the pause covers only the few since.
   const caughtUp = await appliedPosition(db, head);
   await writeDerivedEntries(db, newBatch, dataFields, { from: head + 1, through: caughtUp }, perStream, shadowKey, () => undefined);
@@ -289,7 +290,7 @@ export async function verifyStore(
     events += chunk.tuples.length;
     forEachIndexEntry(chunk, first, (key, value) => {
       const space = key[0]!;
-      if (space === KeySpace.streams || space === KeySpace.streamCategories) {
+      if (space === KeySpace.streamVersions || space === KeySpace.streamCategories) {
         lastWrite.set(hex(key), { key, value });
         return;
       }

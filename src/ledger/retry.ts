@@ -5,7 +5,7 @@
  * judged by what an append always does: it starts a chunk, fills every chunk but its last, and
  * gives all of its chunks one timestamp, one stream and consecutive stream positions.
  */
-import { CHUNK_EVENTS_MAX, CHUNK_KIND_APPEND_CONTINUED, CHUNK_KIND_APPEND_FIRST, CHUNK_KIND_UNMARKED } from './chunk.js';
+import { CHUNK_EVENTS_MAX, CHUNK_KIND_APPEND_CONTINUED, CHUNK_KIND_APPEND_FIRST, CHUNK_KIND_UNMARKED } from '../model/chunk.js';
 
 /** A stored chunk, as far as append boundaries go. */
 export interface ChunkSpan {

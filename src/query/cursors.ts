@@ -4,11 +4,11 @@
  * intersection (tags and criteria of one item). Intersections seek instead of scanning, so a
  * rare tag ANDed with a common type reads about as many entries as the rare tag has.
  */
-import { entryHits, isPostingSpace } from '../indexes/entries.js';
-import { CHUNK_EVENTS_MAX } from '../ledger/chunk.js';
-import { prefixBounds, utf8Decode, writeU64 } from '../ledger/keys.js';
-import { VIEW, type LevelDatabase } from '../ledger/level.js';
-import type { IndexHit } from './ledger-reader.js';
+import { entryHits, isPostingSpace, type IndexHit } from '../indexes/entries.js';
+import { CHUNK_EVENTS_MAX } from '../model/chunk.js';
+import { prefixBounds } from '../storage/keys.js';
+import { VIEW, type LevelDatabase } from '../storage/level.js';
+import { utf8Decode, writeU64BE } from '../bytes.js';
 
 const FIRST_BATCH_ENTRIES = 8;
 const BATCH_ENTRIES_MAX = 256;
@@ -113,7 +113,7 @@ export class IndexCursor implements PositionCursor {
   #seekKey(position: number): Uint8Array {
     const key = new Uint8Array(this.#prefix.length + 8);
     key.set(this.#prefix, 0);
-    writeU64(key, this.#prefix.length, this.#forward ? position : position + this.#keyReachPositions);
+    writeU64BE(key, this.#prefix.length, this.#forward ? position : position + this.#keyReachPositions);
     return key;
   }
 

@@ -1,4 +1,4 @@
-import type { EventReader, RecordedEvent } from '../types.js';
+import type { EventReader, RecordedEvent } from '../model/types.js';
 
 /** One read: iterable once, lazily started, with toArray() for convenience. */
 export class EventStream implements EventReader {

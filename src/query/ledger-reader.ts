@@ -3,12 +3,13 @@
  * of the chunks its entries name. Everything streams through iterators in bounded batches.
  */
 import { FactError } from '../errors.js';
-import { CHUNK_EVENTS_MAX, decodeChunk, recordedEvent, type DecodedChunk } from '../ledger/chunk.js';
-import { entryHits, isPostingSpace, streamEntryRange } from '../indexes/entries.js';
-import { indexKey, indexRange, KeySpace, ledgerKey, readU64, spaceRange } from '../ledger/keys.js';
-import { VIEW, type LevelDatabase } from '../ledger/level.js';
-import type { GeneratedIds } from '../ledger/ids.js';
-import type { RecordedEvent } from '../types.js';
+import { CHUNK_EVENTS_MAX, decodeChunk, recordedEvent, type DecodedChunk } from '../model/chunk.js';
+import { entryHits, isPostingSpace, streamEntryRange, type IndexHit } from '../indexes/entries.js';
+import { indexKey, indexRange, KeySpace, ledgerKey, spaceRange } from '../storage/keys.js';
+import { VIEW, type LevelDatabase } from '../storage/level.js';
+import type { GeneratedIds } from '../model/ids.js';
+import type { RecordedEvent } from '../model/types.js';
+import { readU64BE } from '../bytes.js';
 
 export const READ_BATCH_ENTRIES = 128;
 
@@ -17,12 +18,6 @@ export interface ScanOptions {
   direction: 'forward' | 'backward';
   limit: number;
   signal: AbortSignal | undefined;
-}
-
-/** An index entry: the event's position and its chunk's first position. */
-export interface IndexHit {
-  position: number;
-  chunk: number;
 }
 
 export class LedgerReader {
@@ -82,7 +77,7 @@ export class LedgerReader {
         const entries = await iterator.nextv(16);
         if (entries.length === 0) return;
         for (const [key, value] of entries) {
-          const first = readU64(key, 1);
+          const first = readU64BE(key, 1);
           const chunk = decodeChunk(value, String(first));
           const count = chunk.tuples.length;
           for (let step = 0; step < count; step++) {
@@ -105,7 +100,7 @@ export class LedgerReader {
     const entries = await this.#db.iterator<Uint8Array, Uint8Array>({ ...VIEW, gte: space.gte, lte: ledgerKey(position), reverse: true, limit: 1 }).all();
     const entry = entries[0];
     if (entry === undefined) return undefined;
-    const first = readU64(entry[0], 1);
+    const first = readU64BE(entry[0], 1);
     const chunk = decodeChunk(entry[1], String(first));
     return position < first + chunk.tuples.length ? { first, chunk } : undefined;
   }
@@ -134,7 +129,7 @@ export class LedgerReader {
         ? { ...VIEW, gte: bound ?? range.gte, lt: range.lt }
         : { ...VIEW, gte: range.gte, ...(bound ? { lte: bound } : { lt: range.lt }), reverse: true },
     );
-    const isStream = space === KeySpace.stream;
+    const isStream = space === KeySpace.streamPositions;
     const beyond = (number: number) => from !== undefined && (forward ? number < from : number > from);
     try {
       for (;;) {

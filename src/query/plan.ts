@@ -3,10 +3,11 @@
  * criteria) of index cursors: types → union of type indexes; each tag → its tag index; each
  * data field → union of its values' entries. Positions come out in order, each once.
  */
-import { dataValuePrefix, indexPrefix, KeySpace, utf8 } from '../ledger/keys.js';
-import type { LevelDatabase } from '../ledger/level.js';
+import { dataValuePrefix, indexPrefix, KeySpace } from '../storage/keys.js';
+import type { LevelDatabase } from '../storage/level.js';
 import { IndexCursor, IntersectionCursor, UnionCursor, type PositionCursor } from './cursors.js';
-import type { CompiledItem } from './query.js';
+import type { CompiledItem } from '../model/query.js';
+import { utf8 } from '../bytes.js';
 
 function union(cursors: PositionCursor[], forward: boolean): PositionCursor {
   return cursors.length === 1 ? cursors[0]! : new UnionCursor(cursors, forward);

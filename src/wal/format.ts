@@ -3,6 +3,7 @@
  * every constant here is named there.
  */
 import * as zlib from 'node:zlib';
+import { readU64LE, writeU64LE } from '../bytes.js';
 import { assert } from '../errors.js';
 import { unsupportedRuntime } from '../runtime.js';
 
@@ -21,7 +22,6 @@ export const RECORD_TYPE_MAX = 255;
 const SEGMENT_MAGIC = Buffer.from('FACTWAL\0', 'latin1');
 const CHECKPOINT_MAGIC = Buffer.from('FACTCKP\0', 'latin1');
 const SEGMENT_NAME_PATTERN = /^wal-(\d{20})\.log$/;
-const TWO_TO_32 = 2 ** 32;
 
 export const CHECKPOINT_FILE = 'CHECKPOINT';
 export const LOCK_FILE = 'LOCK';
@@ -39,15 +39,6 @@ export function parseSegmentFileName(name: string): number | null {
   return Number.isSafeInteger(lsn) && lsn >= 1 ? lsn : null;
 }
 
-function writeU64(view: DataView, offset: number, value: number): void {
-  view.setUint32(offset, value % TWO_TO_32, true);
-  view.setUint32(offset + 4, Math.floor(value / TWO_TO_32), true);
-}
-
-function readU64(view: DataView, offset: number): number {
-  return view.getUint32(offset, true) + view.getUint32(offset + 4, true) * TWO_TO_32;
-}
-
 function viewOf(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
@@ -59,7 +50,7 @@ export function encodeSegmentHeader(firstLsn: number): Uint8Array {
   const view = viewOf(bytes);
   view.setUint16(8, FORMAT_VERSION, true);
   view.setUint16(10, SEGMENT_HEADER_SIZE_BYTES, true);
-  writeU64(view, 16, firstLsn);
+  writeU64LE(view, 16, firstLsn);
   view.setUint32(28, crc32(bytes.subarray(0, 28)), true);
   return bytes;
 }
@@ -73,7 +64,7 @@ export function decodeSegmentHeader(bytes: Uint8Array): { firstLsn: number } | {
   if (view.getUint16(8, true) !== FORMAT_VERSION) return { invalid: `unsupported format version ${view.getUint16(8, true)}` };
   if (view.getUint16(10, true) !== SEGMENT_HEADER_SIZE_BYTES) return { invalid: 'bad header size' };
   if (view.getUint32(12, true) !== 0 || view.getUint32(24, true) !== 0) return { invalid: 'reserved bytes not zero' };
-  const firstLsn = readU64(view, 16);
+  const firstLsn = readU64LE(view, 16);
   if (firstLsn < 1 || firstLsn > LSN_LIMIT) return { invalid: `bad first LSN ${firstLsn}` };
   return { firstLsn };
 }
@@ -100,8 +91,8 @@ export function encodeRecordInto(target: Uint8Array, offset: number, record: Rec
   assert(end <= target.length, 'record fits the target buffer');
   const view = new DataView(target.buffer, target.byteOffset + offset, RECORD_HEADER_SIZE_BYTES);
   view.setUint32(4, payload.length, true);
-  writeU64(view, 8, lsn);
-  writeU64(view, 16, durableLsn);
+  writeU64LE(view, 8, lsn);
+  writeU64LE(view, 16, durableLsn);
   view.setUint32(24, batchRemaining, true);
   view.setUint8(28, type);
   view.setUint8(29, 0);
@@ -139,10 +130,10 @@ export function decodeRecordAt(bytes: Uint8Array, offset: number, limitBytes = b
   if (payloadLength > RECORD_PAYLOAD_SIZE_BYTES_LIMIT) return null;
   const end = offset + RECORD_HEADER_SIZE_BYTES + payloadLength;
   if (end > limitBytes) return null;
-  const lsn = readU64(view, 8);
+  const lsn = readU64LE(view, 8);
   // Cheap rejections first: zero fill has LSN 0.
   if (lsn < 1 || lsn > LSN_LIMIT) return null;
-  const durableLsn = readU64(view, 16);
+  const durableLsn = readU64LE(view, 16);
   if (durableLsn >= lsn) return null;
   if (view.getUint8(29) !== 0 || view.getUint16(30, true) !== 0) return null;
   if (view.getUint32(0, true) !== crc32(bytes.subarray(offset + 4, end))) return null;
@@ -163,7 +154,7 @@ export function encodeCheckpoint(lsn: number): Uint8Array {
   bytes.set(CHECKPOINT_MAGIC, 0);
   const view = viewOf(bytes);
   view.setUint16(8, FORMAT_VERSION, true);
-  writeU64(view, 12, lsn);
+  writeU64LE(view, 12, lsn);
   view.setUint32(20, crc32(bytes.subarray(0, 20)), true);
   return bytes;
 }
@@ -175,7 +166,7 @@ export function decodeCheckpoint(bytes: Uint8Array): { lsn: number } | { invalid
   if (view.getUint32(20, true) !== crc32(bytes.subarray(0, 20))) return { invalid: 'checksum mismatch' };
   if (view.getUint16(8, true) !== FORMAT_VERSION) return { invalid: `unsupported format version ${view.getUint16(8, true)}` };
   if (view.getUint16(10, true) !== 0) return { invalid: 'reserved bytes not zero' };
-  const lsn = readU64(view, 12);
+  const lsn = readU64LE(view, 12);
   if (lsn > LSN_LIMIT) return { invalid: `bad LSN ${lsn}` };
   return { lsn };
 }

@@ -5,9 +5,9 @@
 import { Encoder } from 'cbor-x';
 import { assert, FactError } from '../errors.js';
 import { decodeStored } from './cbor.js';
-import type { RecordedEvent } from '../types.js';
+import type { RecordedEvent } from './types.js';
 import type { GeneratedIds } from './ids.js';
-import { readU64, utf8Decode, writeU64 } from './keys.js';
+import { readU64BE, utf8Decode, writeU64BE } from '../bytes.js';
 
 /**
  * The chunk's first byte, its kind (docs/storage-format.md, "Chunks"): whether it starts an
@@ -53,8 +53,8 @@ export function writeChunk(target: Uint8Array, offset: number, header: ChunkHead
   assert(streamBytes.length <= 0xffff, 'stream id fits the chunk header');
   assert(header.kind === CHUNK_KIND_APPEND_FIRST || header.kind === CHUNK_KIND_APPEND_CONTINUED, 'new chunks say where their append starts');
   target[offset] = header.kind;
-  writeU64(target, offset + 1, header.timestamp);
-  writeU64(target, offset + 9, header.firstStreamPosition);
+  writeU64BE(target, offset + 1, header.timestamp);
+  writeU64BE(target, offset + 9, header.firstStreamPosition);
   target[offset + 17] = streamBytes.length >>> 8;
   target[offset + 18] = streamBytes.length & 0xff;
   target.set(streamBytes, offset + CHUNK_HEADER_FIXED_SIZE_BYTES);
@@ -104,8 +104,8 @@ export function decodeChunk(chunk: Uint8Array, where: string): DecodedChunk {
   const tuples = decodeTuples(chunk.subarray(tuplesOffset), where);
   return {
     kind,
-    timestamp: readU64(chunk, 1),
-    firstStreamPosition: readU64(chunk, 9),
+    timestamp: readU64BE(chunk, 1),
+    firstStreamPosition: readU64BE(chunk, 9),
     stream: utf8Decode(chunk.subarray(CHUNK_HEADER_FIXED_SIZE_BYTES, tuplesOffset)),
     tuples,
   };

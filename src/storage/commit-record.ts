@@ -4,8 +4,9 @@
  * exactly the values stored under the ledger keys, so applying copies bytes.
  */
 import { FactError } from '../errors.js';
-import { chunkSizeBytes, writeChunk, type ChunkHeader } from './chunk.js';
-import { freshBytes, readU64, writeU64, type Allocate } from './keys.js';
+import { chunkSizeBytes, writeChunk, type ChunkHeader } from '../model/chunk.js';
+import { freshBytes, type Allocate } from './keys.js';
+import { readU64BE, writeU64BE } from '../bytes.js';
 
 function writeU32(target: Uint8Array, offset: number, value: number): void {
   target[offset] = value >>> 24;
@@ -41,7 +42,7 @@ export function encodeCommitChunks(
   let size = COMMIT_HEADER_SIZE_BYTES;
   for (const chunk of chunks) size += commitChunkSizeBytes(chunk.streamBytes.length, chunk.tuplesBytes.length);
   const payload = allocate(size);
-  writeU64(payload, 0, firstPosition);
+  writeU64BE(payload, 0, firstPosition);
   writeU32(payload, 8, chunks.length);
   const chunkBytes: Uint8Array[] = [];
   let offset = COMMIT_HEADER_SIZE_BYTES;
@@ -70,7 +71,7 @@ export function decodeCommit(bytes: Uint8Array, lsn: number): { firstPosition: n
   const bad = () => new FactError('FACT_CORRUPTION', `WAL record ${lsn} is not a valid commit record`, { details: { lsn } });
   if (bytes.length < COMMIT_HEADER_SIZE_BYTES) throw bad();
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const firstPosition = readU64(bytes, 0);
+  const firstPosition = readU64BE(bytes, 0);
   const count = view.getUint32(8);
   const chunks: Uint8Array[] = [];
   let offset = COMMIT_HEADER_SIZE_BYTES;

@@ -1,6 +1,6 @@
 /** Input validation of the public methods: bad input gets FACT_INVALID_ARGUMENT and changes nothing. */
-import { FactError } from '../errors.js';
-import type { EventInput, ReadOptions, StreamExpectation } from '../types.js';
+import { FactError, invalid } from '../errors.js';
+import type { EventInput, ReadOptions, StreamExpectation } from './types.js';
 import { unstorableEvent } from './cbor.js';
 import { CHUNK_EVENTS_MAX, encodeTuples, type EventTuple } from './chunk.js';
 
@@ -9,10 +9,6 @@ export const TAG_SIZE_BYTES_MAX = 1024;
 export const STREAM_ID_SIZE_BYTES_MAX = 1024;
 export const EVENT_ID_SIZE_BYTES_MAX = 256;
 export const APPEND_EVENTS_MAX = 100_000;
-
-export function invalid(message: string, details: Record<string, unknown> = {}, cause?: unknown): FactError {
-  return new FactError('FACT_INVALID_ARGUMENT', message, { details, cause });
-}
 
 const NAME_HAS_NUL = -1;
 const NAME_HAS_LONE_SURROGATE = -2;

@@ -3,47 +3,26 @@
  * checkpoints and recovery as specified in docs/storage-format.md.
  */
 import { ClassicLevel } from 'classic-level';
-import { asError, assert, FactError, ioError, isFactError } from '../errors.js';
-import { forEachIndexEntry } from '../indexes/entries.js';
-import { LedgerReader, type ScanOptions } from '../query/ledger-reader.js';
-import { EventStream } from '../query/event-stream.js';
-import type {
-  AppendCondition,
-  AppendResult,
-  EventInput,
-  EventReader,
-  ReadOptions,
-  ReadSource,
-  RecordedEvent,
-  StreamAppendResult,
-  StreamExpectation,
-} from '../types.js';
-import type { FileSystem } from '../wal/file-system.js';
-import { joinPath } from '../wal/file-system.js';
-import { NodeFileSystem } from '../wal/node-file-system.js';
-import { Wal, type WalOptions } from '../wal/wal.js';
-import { LOCK_FILE } from '../wal/format.js';
-import { bindBarrier, chooseBarrier, type BoundBarrier, type LevelDurability } from './barrier.js';
-import { canonicalBytes } from './cbor.js';
-import { CHUNK_KIND_APPEND_CONTINUED, CHUNK_KIND_APPEND_FIRST, decodeChunk, decodeTuples, type DecodedChunk, type EventTuple } from './chunk.js';
-import { isOneAppend, type ChunkSpan, type ChunkSpanAt } from './retry.js';
-import { indexPrefix, indexRange, KeySpace, ledgerKey, metaKey, nameKey, prefixBounds, readU64, spaceRange, u64, u64Pair, utf8, utf8Decode } from './keys.js';
-import { GeneratedIds, ID_SEED_SIZE_BYTES, newIdSeed } from './ids.js';
-import { batchFactory, ByteArena, VIEW, type BatchFactory, type LevelDatabase } from './level.js';
-import { commitChunkSizeBytes, commitSizeBytes, decodeCommit, encodeCommitChunks, WAL_RECORD_COMMIT, WAL_RECORD_ID_SEED } from './commit-record.js';
-import { UnappliedTail, type TailChunk, type TailSnapshot, type TailSource } from './tail.js';
-import {
-  checkExpectation,
-  checkName,
-  checkReadOptions,
-  checkStreamId,
-  EVENT_TYPE_SIZE_BYTES_MAX,
-  invalid,
-  prepareEvents,
-  STREAM_ID_SIZE_BYTES_MAX,
-  TAG_SIZE_BYTES_MAX,
-  type PreparedEvents,
-} from './validation.js';
+import { asError, assert, FactError, ioError, isFactError } from './errors.js';
+import { forEachIndexEntry } from './indexes/entries.js';
+import { LedgerReader, type ScanOptions } from './query/ledger-reader.js';
+import { EventStream } from './query/event-stream.js';
+import type { AppendResult, EventInput, EventReader, ReadOptions, RecordedEvent, StreamAppendResult, StreamExpectation } from './model/types.js';
+import type { FileSystem } from './wal/file-system.js';
+import { joinPath } from './wal/file-system.js';
+import { NodeFileSystem } from './wal/node-file-system.js';
+import { Wal, type WalOptions } from './wal/wal.js';
+import { LOCK_FILE } from './wal/format.js';
+import { bindBarrier, chooseBarrier, type BoundBarrier, type LevelDurability } from './storage/barrier.js';
+import { canonicalBytes } from './model/cbor.js';
+import { CHUNK_KIND_APPEND_CONTINUED, CHUNK_KIND_APPEND_FIRST, decodeChunk, decodeTuples, type DecodedChunk, type EventTuple } from './model/chunk.js';
+import { isOneAppend, type ChunkSpan, type ChunkSpanAt } from './ledger/retry.js';
+import { indexPrefix, indexRange, KeySpace, ledgerKey, metaKey, nameKey, prefixBounds, spaceRange, u64, u64Pair } from './storage/keys.js';
+import { GeneratedIds, ID_SEED_SIZE_BYTES, newIdSeed } from './model/ids.js';
+import { batchFactory, ByteArena, VIEW, type BatchFactory, type LevelDatabase } from './storage/level.js';
+import { commitChunkSizeBytes, commitSizeBytes, decodeCommit, encodeCommitChunks, WAL_RECORD_COMMIT, WAL_RECORD_ID_SEED } from './storage/commit-record.js';
+import { UnappliedTail, type TailChunk, type TailSnapshot, type TailSource } from './query/tail.js';
+import { checkExpectation, checkName, checkReadOptions, checkStreamId, EVENT_TYPE_SIZE_BYTES_MAX, prepareEvents, STREAM_ID_SIZE_BYTES_MAX, TAG_SIZE_BYTES_MAX, type PreparedEvents } from './model/validation.js';
 import {
   buildDataIndexes,
   clearDataIndex,
@@ -54,10 +33,13 @@ import {
   type DataIndexProgress,
   type RebuildProgress,
   type VerifyReport,
-} from '../indexes/maintenance.js';
-import { Query, matchesQuery, DATA_FIELD_SIZE_BYTES_MAX, type CompiledItem } from '../query/query.js';
-import { openQueryCursor } from '../query/plan.js';
+} from './indexes/maintenance.js';
+import { Query, matchesQuery, DATA_FIELD_SIZE_BYTES_MAX, type CompiledItem } from './model/query.js';
+import { openQueryCursor } from './query/plan.js';
 import { Encoder } from 'cbor-x';
+import { readU64BE, utf8, utf8Decode } from './bytes.js';
+import { invalid } from './errors.js';
+import type { AppendCondition, ReadSource } from './model/query.js';
 
 export const STORAGE_FORMAT_VERSION = 3;
 /** Formats whose ledger this version reads and whose indexes it rebuilds on open (1: one type, category and stream entry per event). */
@@ -357,8 +339,8 @@ export class FactStore implements AsyncDisposable {
     // The tail before LevelDB: the apply drops a stream from the tail only once LevelDB has it.
     const inTail = this.#tail.streamVersion(stream);
     if (inTail !== undefined) return inTail;
-    const value = await this.#db.get<Uint8Array, Uint8Array>(nameKey(KeySpace.streams, utf8(stream)), VIEW);
-    return value === undefined ? 0 : readU64(value, 0);
+    const value = await this.#db.get<Uint8Array, Uint8Array>(nameKey(KeySpace.streamVersions, utf8(stream)), VIEW);
+    return value === undefined ? 0 : readU64BE(value, 0);
   }
 
   /** Appends one event or several atomically. */
@@ -412,7 +394,7 @@ export class FactStore implements AsyncDisposable {
         .map((stream) => Buffer.from(stream, 'utf8'))
         .sort((a, b) => Buffer.compare(a, b));
       let next = 0;
-      const range = category === undefined ? spaceRange(KeySpace.streams) : indexRange(KeySpace.streamCategories, utf8(category));
+      const range = category === undefined ? spaceRange(KeySpace.streamVersions) : indexRange(KeySpace.streamCategories, utf8(category));
       const skip = category === undefined ? 1 : 1 + utf8(category).length + 1;
       for await (const key of db.keys<Uint8Array>({ keyEncoding: 'view', ...range })) {
         const name = key.subarray(skip);
@@ -646,7 +628,7 @@ export class FactStore implements AsyncDisposable {
     let newest = tail.newestWith(space === KeySpace.tag ? 'tag' : 'type', name);
     if (newest === 0) {
       const keys = await this.#db.keys<Uint8Array>({ keyEncoding: 'view', ...prefixBounds(indexPrefix(space, utf8(name))), reverse: true, limit: 1 }).all();
-      if (keys[0] !== undefined) newest = readU64(keys[0], keys[0].length - 8);
+      if (keys[0] !== undefined) newest = readU64BE(keys[0], keys[0].length - 8);
     }
     if (this.#newestPositions.size >= NEWEST_POSITIONS_ENTRIES_MAX) this.#newestPositions.clear();
     this.#newestPositions.set(key, newest);
@@ -1007,8 +989,8 @@ export class FactStore implements AsyncDisposable {
   #prefetchStreamVersion(stream: string): VersionPrefetch | null {
     if (this.#streamVersions.has(stream) || this.#tail.streamVersion(stream) !== undefined) return null;
     const version = this.#db
-      .get<Uint8Array, Uint8Array>(nameKey(KeySpace.streams, utf8(stream)), VIEW)
-      .then((value) => (value === undefined ? 0 : readU64(value, 0)))
+      .get<Uint8Array, Uint8Array>(nameKey(KeySpace.streamVersions, utf8(stream)), VIEW)
+      .then((value) => (value === undefined ? 0 : readU64BE(value, 0)))
       .catch(() => undefined); // the writer reads again and reports the error
     return { version, epoch: this.#versionEpoch };
   }
@@ -1032,12 +1014,12 @@ export class FactStore implements AsyncDisposable {
     }
     if (missing.length === 0) return;
     const values = await this.#db.getMany<Uint8Array, Uint8Array>(
-      missing.map((stream) => nameKey(KeySpace.streams, utf8(stream))),
+      missing.map((stream) => nameKey(KeySpace.streamVersions, utf8(stream))),
       VIEW,
     );
     for (const [index, stream] of missing.entries()) {
       const value = values[index];
-      this.#streamVersions.set(stream, value === undefined ? 0 : readU64(value, 0));
+      this.#streamVersions.set(stream, value === undefined ? 0 : readU64BE(value, 0));
     }
   }
 
@@ -1064,7 +1046,7 @@ export class FactStore implements AsyncDisposable {
     for (const [index, id] of stored.entries()) {
       const value = values[index];
       if (value !== undefined) {
-        positions.set(id, readU64(value, 0));
+        positions.set(id, readU64BE(value, 0));
         continue;
       }
       const position = this.#ids.position(id);
@@ -1349,19 +1331,19 @@ export class FactStore implements AsyncDisposable {
     if (format === undefined) {
       await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
     } else if (
-      INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(readU64(format, 0)) ||
-      (DATA_INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(readU64(format, 0)) && (await hasDataFields(db)))
+      INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(readU64BE(format, 0)) ||
+      (DATA_INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(readU64BE(format, 0)) && (await hasDataFields(db)))
     ) {
       // Same ledger, older index layout: the durable marker makes the rebuild in #recover
       // (recovery row 9) happen even if this open is cut short after the new version is recorded.
       await db.put<Uint8Array, Uint8Array>(metaKey('rebuilding'), new Uint8Array(0), VIEW);
       await barrier();
       await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
-    } else if (DATA_INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(readU64(format, 0))) {
+    } else if (DATA_INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(readU64BE(format, 0))) {
       // No data-field index: nothing derived from a canonical form, the rest reads as it is.
       await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
-    } else if (readU64(format, 0) !== STORAGE_FORMAT_VERSION) {
-      throw new FactError('FACT_CORRUPTION', `database ${path} has storage format ${readU64(format, 0)}; this version reads ${STORAGE_FORMAT_VERSION}`);
+    } else if (readU64BE(format, 0) !== STORAGE_FORMAT_VERSION) {
+      throw new FactError('FACT_CORRUPTION', `database ${path} has storage format ${readU64BE(format, 0)}; this version reads ${STORAGE_FORMAT_VERSION}`);
     }
   }
 
@@ -1401,8 +1383,8 @@ export class FactStore implements AsyncDisposable {
     this.#dataFields = recordedFields === undefined ? [] : (metaEncoder.decode(recordedFields) as string[]);
     this.#applyDataFields = this.#dataFields;
     const applied = await db.get<Uint8Array, Uint8Array>(metaKey('applied'), VIEW);
-    const storedAppliedHead = applied === undefined ? 0 : readU64(applied, 0);
-    const storedAppliedLsn = applied === undefined ? 0 : readU64(applied, 8);
+    const storedAppliedHead = applied === undefined ? 0 : readU64BE(applied, 0);
+    const storedAppliedLsn = applied === undefined ? 0 : readU64BE(applied, 8);
     let head = storedAppliedHead;
     let appliedLsn = storedAppliedLsn;
     if (appliedLsn > this.#wal.lastLsn) {
@@ -1526,7 +1508,7 @@ function parseSource(source: ReadSource): 'all' | Query | { space: number; kind:
     if (!(source.query instanceof Query)) throw invalid('read: source.query must be a Query');
     return source.query;
   }
-  if ('stream' in source) return { space: KeySpace.stream, kind: 'stream', name: checkStreamId(source.stream, 'read') };
+  if ('stream' in source) return { space: KeySpace.streamPositions, kind: 'stream', name: checkStreamId(source.stream, 'read') };
   if ('type' in source) return { space: KeySpace.type, kind: 'type', name: checkName(source.type, 'read: type', EVENT_TYPE_SIZE_BYTES_MAX) };
   if ('tag' in source) return { space: KeySpace.tag, kind: 'tag', name: checkName(source.tag, 'read: tag', TAG_SIZE_BYTES_MAX) };
   if ('category' in source) return { space: KeySpace.category, kind: 'category', name: checkName(source.category, 'read: category', STREAM_ID_SIZE_BYTES_MAX) };

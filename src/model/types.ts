@@ -1,5 +1,4 @@
 /** Public types of the database. */
-import type { Query } from './query/query.js';
 
 /** An event as given to append. */
 export interface EventInput {
@@ -49,15 +48,6 @@ export interface ReadOptions {
   limit?: number;
   /** Stops the read; the iterator then rejects with the signal's reason. */
   signal?: AbortSignal;
-}
-
-export type ReadSource = 'all' | { stream: string } | { type: string } | { tag: string } | { category: string } | { query: Query };
-
-/** DCB append condition: fail if an event matching the query exists after position `after`. */
-export interface AppendCondition {
-  failIfEventsMatch: Query;
-  /** The highest position the client saw when deciding; absent = no matching event may exist. */
-  after?: number;
 }
 
 /** An async iterable of events that can also be collected. */

@@ -3,9 +3,9 @@
  * an event when its type is one of `types` (if given) AND the event carries every tag in `tags`
  * (if given) AND each top-level `data` field equals the value, or one of the values of an array.
  */
-import { FactError } from '../errors.js';
-import { canonicalBytes } from '../ledger/cbor.js';
-import { checkName, EVENT_TYPE_SIZE_BYTES_MAX, TAG_SIZE_BYTES_MAX } from '../ledger/validation.js';
+import { invalid } from '../errors.js';
+import { canonicalBytes } from './cbor.js';
+import { checkName, EVENT_TYPE_SIZE_BYTES_MAX, TAG_SIZE_BYTES_MAX } from './validation.js';
 
 export const DATA_FIELD_SIZE_BYTES_MAX = 256;
 /**
@@ -27,10 +27,6 @@ export interface CompiledItem {
   types: string[] | null;
   tags: string[];
   data: { field: string; values: Uint8Array[] }[];
-}
-
-function invalid(message: string): FactError {
-  return new FactError('FACT_INVALID_ARGUMENT', message);
 }
 
 function compileItem(item: unknown, where: string): CompiledItem {
@@ -217,4 +213,14 @@ export function matchesQuery(query: Query, event: { type: string; tags: readonly
       return actual !== null && values.some((value) => Buffer.compare(value, actual) === 0);
     });
   });
+}
+
+/** What a read reads: the whole ledger, one index, or a DCB query. */
+export type ReadSource = 'all' | { stream: string } | { type: string } | { tag: string } | { category: string } | { query: Query };
+
+/** DCB append condition: fail if an event matching the query exists after position `after`. */
+export interface AppendCondition {
+  failIfEventsMatch: Query;
+  /** The highest position the client saw when deciding; absent = no matching event may exist. */
+  after?: number;
 }

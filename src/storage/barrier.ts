@@ -7,7 +7,7 @@
 import { FactError } from '../errors.js';
 import { metaKey } from './keys.js';
 import type { LevelDatabase } from './level.js';
-import { invalid } from './validation.js';
+import { invalid } from '../errors.js';
 
 /** Resolves once every write to `db` that completed before the call is durable; rejects otherwise. */
 export type LevelBarrier = (db: LevelDatabase) => Promise<void>;

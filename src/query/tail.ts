@@ -4,10 +4,10 @@
  * LevelDB. Reads, expectation checks and conditions merge it with LevelDB, so an append is
  * visible from the moment it resolves. Replay never needs it: the WAL holds every chunk in it.
  */
-import { matchesQuery, type Query } from '../query/query.js';
-import type { RecordedEvent } from '../types.js';
-import type { GeneratedIds } from './ids.js';
-import { decodeChunk, recordedEvent, streamCategory, type DecodedChunk, type EventTuple } from './chunk.js';
+import { matchesQuery, type Query } from '../model/query.js';
+import type { RecordedEvent } from '../model/types.js';
+import type { GeneratedIds } from '../model/ids.js';
+import { decodeChunk, recordedEvent, streamCategory, type DecodedChunk, type EventTuple } from '../model/chunk.js';
 
 export interface TailChunk {
   readonly firstPosition: number;

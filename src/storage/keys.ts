@@ -1,9 +1,13 @@
 /** LevelDB key layout of docs/storage-format.md. Keys are bytes; u64 is big-endian. */
+import { readU64BE, utf8, writeU64BE } from '../bytes.js';
+
 export const KeySpace = {
   meta: 0x4d, // M
   ledger: 0x4c, // L
-  stream: 0x53, // S
-  streams: 0x56, // V
+  /** A stream's positions: stream position → ledger position, one entry per chunk. */
+  streamPositions: 0x53, // S
+  /** The list of streams with their versions. */
+  streamVersions: 0x56, // V
   streamCategories: 0x43, // C
   type: 0x54, // T
   tag: 0x47, // G
@@ -16,8 +20,8 @@ export const KeySpace = {
 
 /** Key spaces derived from the ledger alone, which rebuildIndexes() makes equal to a rebuild. */
 export const INDEX_KEY_SPACES = [
-  KeySpace.stream,
-  KeySpace.streams,
+  KeySpace.streamPositions,
+  KeySpace.streamVersions,
   KeySpace.streamCategories,
   KeySpace.type,
   KeySpace.tag,
@@ -31,61 +35,20 @@ export type Allocate = (sizeBytes: number) => Uint8Array;
 
 export const freshBytes: Allocate = (sizeBytes) => new Uint8Array(sizeBytes);
 
-const TWO_TO_32 = 2 ** 32;
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-export function writeU64(target: Uint8Array, offset: number, value: number): void {
-  const high = Math.floor(value / TWO_TO_32);
-  const low = value % TWO_TO_32;
-  target[offset] = high >>> 24;
-  target[offset + 1] = (high >>> 16) & 0xff;
-  target[offset + 2] = (high >>> 8) & 0xff;
-  target[offset + 3] = high & 0xff;
-  target[offset + 4] = low >>> 24;
-  target[offset + 5] = (low >>> 16) & 0xff;
-  target[offset + 6] = (low >>> 8) & 0xff;
-  target[offset + 7] = low & 0xff;
-}
-
-export function readU64(source: Uint8Array, offset: number): number {
-  const high = ((source[offset]! << 24) >>> 0) + (source[offset + 1]! << 16) + (source[offset + 2]! << 8) + source[offset + 3]!;
-  const low = ((source[offset + 4]! << 24) >>> 0) + (source[offset + 5]! << 16) + (source[offset + 6]! << 8) + source[offset + 7]!;
-  return high * TWO_TO_32 + low;
-}
 
 export function u64(value: number, allocate: Allocate = freshBytes): Uint8Array {
   const bytes = allocate(8);
-  writeU64(bytes, 0, value);
+  writeU64BE(bytes, 0, value);
   return bytes;
 }
 
 export function u64Pair(first: number, second: number, allocate: Allocate = freshBytes): Uint8Array {
   const bytes = allocate(16);
-  writeU64(bytes, 0, first);
-  writeU64(bytes, 8, second);
+  writeU64BE(bytes, 0, first);
+  writeU64BE(bytes, 8, second);
   return bytes;
 }
 
-/** Strings up to this length take the ASCII loop in utf8(). */
-const ASCII_LOOP_CHARS_MAX = 256;
-
-/** UTF-8 bytes of `text`. Key parts are mostly short ASCII, where a loop costs a third of TextEncoder's call. */
-export function utf8(text: string): Uint8Array {
-  const length = text.length;
-  if (length > ASCII_LOOP_CHARS_MAX) return encoder.encode(text);
-  const bytes = new Uint8Array(length);
-  for (let index = 0; index < length; index++) {
-    const code = text.charCodeAt(index);
-    if (code > 0x7f) return encoder.encode(text);
-    bytes[index] = code;
-  }
-  return bytes;
-}
-
-export function utf8Decode(bytes: Uint8Array): string {
-  return decoder.decode(bytes);
-}
 
 export function metaKey(name: string): Uint8Array {
   const nameBytes = utf8(name);
@@ -98,7 +61,7 @@ export function metaKey(name: string): Uint8Array {
 export function ledgerKey(firstPosition: number, allocate: Allocate = freshBytes): Uint8Array {
   const key = allocate(9);
   key[0] = KeySpace.ledger;
-  writeU64(key, 1, firstPosition);
+  writeU64BE(key, 1, firstPosition);
   return key;
 }
 
@@ -108,13 +71,13 @@ export function indexKey(space: number, name: Uint8Array, number: number, alloca
   key[0] = space;
   key.set(name, 1);
   key[1 + name.length] = 0;
-  writeU64(key, 2 + name.length, number);
+  writeU64BE(key, 2 + name.length, number);
   return key;
 }
 
 /** The number at the end of an index key made by indexKey. */
 export function indexKeyNumber(key: Uint8Array): number {
-  return readU64(key, key.length - 8);
+  return readU64BE(key, key.length - 8);
 }
 
 /** Bounds [gte, lt) of every entry of `name` in an index key space. */
@@ -193,6 +156,6 @@ export function dataValuePrefix(field: Uint8Array, value: Uint8Array): Uint8Arra
 export function positionKey(prefix: Uint8Array, position: number, allocate: Allocate = freshBytes): Uint8Array {
   const key = allocate(prefix.length + 8);
   key.set(prefix, 0);
-  writeU64(key, prefix.length, position);
+  writeU64BE(key, prefix.length, position);
   return key;
 }
