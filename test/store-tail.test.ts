@@ -8,7 +8,8 @@ import { MemoryLevel } from 'memory-level';
 import { describe, expect, it } from 'vitest';
 import { FactStore, Query, SimFileSystem } from '../src/index.js';
 import type { EventInput, ReadOptions, ReadSource, RecordedEvent } from '../src/index.js';
-import { APPLY_DELAY_MS, UNAPPLIED_EVENTS_MAX, UNAPPLIED_SIZE_BYTES_MAX } from '../src/store.js';
+import { APPLY_DELAY_MS } from '../src/ledger/applier.js';
+import { UNAPPLIED_EVENTS_MAX, UNAPPLIED_SIZE_BYTES_MAX } from '../src/ledger/writer.js';
 import { expectFactError, positionsOf } from './support/backends.js';
 
 type BatchOps = readonly { type: 'put' | 'del'; key: Uint8Array; value?: Uint8Array }[];

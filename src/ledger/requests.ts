@@ -1,0 +1,59 @@
+/** An append as the writer queues, plans and logs it. */
+import { invalid } from '../errors.js';
+import type { DecodedChunk } from '../model/chunk.js';
+import { Query, type AppendCondition } from '../model/query.js';
+import type { AppendResult, StreamAppendResult, StreamExpectation } from '../model/types.js';
+import type { PreparedEvents } from '../model/validation.js';
+
+export interface CheckedCondition {
+  query: Query;
+  after: number;
+}
+
+export interface VersionPrefetch {
+  /** The stream's version in LevelDB when read; undefined if the read failed. */
+  version: Promise<number | undefined>;
+  /** StreamVersions' epoch when read: a different epoch means the cache may have lost a later write. */
+  epoch: number;
+}
+
+export interface AppendRequest {
+  method: 'append' | 'appendStream';
+  stream: string;
+  expect: StreamExpectation;
+  condition: CheckedCondition | null;
+  events: PreparedEvents;
+  /** What the append's chunks add to a commit record (commitChunkSizeBytes), reckoned once. */
+  chunksSizeBytes: number;
+  timestamp: number;
+  /** The stream's stored version, read while the append was validated (StreamVersions.prefetch). */
+  versionPrefetch: VersionPrefetch | null;
+  /** Plain appends resolve with { position, count }, stream appends also with streamPosition. */
+  resolve: (result: AppendResult | StreamAppendResult) => void;
+  reject: (error: Error) => void;
+}
+
+/** A chunk of a planned append: its bytes are written into the group's commit record (CommitChunk). */
+export interface PlannedChunk {
+  firstPosition: number;
+  /** The header, and the tuples as the ledger holds them. */
+  header: DecodedChunk;
+  streamBytes: Uint8Array;
+  tuplesBytes: Uint8Array;
+}
+
+export interface PlannedAppend {
+  request: AppendRequest;
+  firstPosition: number;
+  firstStreamPosition: number;
+  chunks: PlannedChunk[];
+}
+
+export function checkCondition(value: unknown, method: string): CheckedCondition | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'object' || value === null) throw invalid(`${method}: condition must be an object { failIfEventsMatch, after? }`);
+  const { failIfEventsMatch, after } = value as AppendCondition;
+  if (!(failIfEventsMatch instanceof Query)) throw invalid(`${method}: condition.failIfEventsMatch must be a Query (Query.items(...), Query.tags(...), …)`);
+  if (after !== undefined && (!Number.isSafeInteger(after) || after < 0)) throw invalid(`${method}: condition.after must be an integer ≥ 0, got ${String(after)}`);
+  return { query: failIfEventsMatch, after: after ?? 0 };
+}

@@ -1,0 +1,274 @@
+/**
+ * The one writer: appends queue in call order, go in groups that share one WAL record (group
+ * commit), resolve once it is durable, and wait while the unapplied tail is full (backpressure).
+ * Maintenance pauses it for moments (`exclusive`); it never waits for maintenance otherwise.
+ */
+import { assert, FactError, invalid, ioError, isFactError } from '../errors.js';
+import type { AppendResult, StreamAppendResult, StreamExpectation } from '../model/types.js';
+import { prepareEvents } from '../model/validation.js';
+import type { TailChunk, UnappliedTail } from '../query/tail.js';
+import { commitChunkSizeBytes, commitSizeBytes, encodeCommitChunks, WAL_RECORD_COMMIT } from '../storage/commit-record.js';
+import type { ByteArena } from '../storage/level.js';
+import type { Wal } from '../wal/wal.js';
+import type { Applier } from './applier.js';
+import type { Checkpointer } from './checkpointer.js';
+import type { ConflictCheck } from './conflicts.js';
+import type { Planner } from './planner.js';
+import type { AppendRequest, CheckedCondition, PlannedAppend, VersionPrefetch } from './requests.js';
+import type { LedgerState } from './state.js';
+import type { StreamVersions } from './stream-versions.js';
+
+export const GROUP_APPENDS_MAX = 1024;
+/** A group's commit record also stays below this (and below the WAL's maxRecordSizeBytes). */
+export const GROUP_PAYLOAD_SIZE_BYTES_MAX = 16 * 1024 * 1024;
+/** Resolved events not yet applied to LevelDB beyond which new groups wait for the apply. */
+export const UNAPPLIED_EVENTS_MAX = 16_384;
+/**
+ * Bytes of resolved chunks not yet applied beyond which new groups wait, and up to which a group
+ * fills the tail (one append alone may cross it). 16,384 typical events (≈ 250 B) take about
+ * this much, so small events meet the event bound first and large ones this one; the caller's
+ * event objects, which the tail holds until applied, take a few times as much heap.
+ */
+export const UNAPPLIED_SIZE_BYTES_MAX = 4 * 1024 * 1024;
+/** Longest time the writer runs groups back to back without giving the event loop a turn. */
+export const WRITER_TURN_MS = 1;
+
+/** A planned group whose commit record the WAL is writing. */
+interface LoggedGroup {
+  planned: PlannedAppend[];
+  payload: Uint8Array;
+  /** Per planned chunk in order, its bytes in the ledger: views into `payload`. */
+  chunkBytes: Uint8Array[];
+  /** Resolves with the record's LSN once durable. */
+  logged: Promise<number>;
+}
+
+/** An append validated and sized, not yet queued (see Writer.enqueue). */
+export type PreparedAppend = Omit<AppendRequest, 'timestamp' | 'resolve' | 'reject'>;
+
+export interface WriterParts {
+  wal: Wal;
+  tail: UnappliedTail;
+  arena: ByteArena;
+  state: LedgerState;
+  planner: Planner;
+  versions: StreamVersions;
+  conflicts: ConflictCheck;
+  applier: Applier;
+  checkpointer: Checkpointer;
+}
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export class Writer {
+  readonly #parts: WriterParts;
+  #queue: AppendRequest[] = [];
+  #run: Promise<void> | null = null;
+  /** A short section (see exclusive) during which appends wait. */
+  #paused: Promise<unknown> | null = null;
+
+  constructor(parts: WriterParts) {
+    this.#parts = parts;
+    parts.state.onFailure((failure) => {
+      for (const request of this.#queue.splice(0)) request.reject(failure);
+    });
+  }
+
+  /** Validates and sizes an append; throws on bad input, before anything is queued. */
+  prepare(
+    method: AppendRequest['method'],
+    stream: string,
+    expect: StreamExpectation,
+    condition: CheckedCondition | null,
+    input: unknown,
+    versionPrefetch: VersionPrefetch | null,
+  ): PreparedAppend {
+    const { state, wal } = this.#parts;
+    if (state.failure) throw state.failure;
+    const events = prepareEvents(input, method);
+    const streamSizeBytes = Buffer.byteLength(stream);
+    let chunksSizeBytes = 0;
+    for (const chunk of events.chunks) chunksSizeBytes += commitChunkSizeBytes(streamSizeBytes, chunk.tuplesBytes.length);
+    const recordBytes = commitSizeBytes(chunksSizeBytes);
+    if (recordBytes > wal.maxRecordSizeBytes) {
+      // Refused before it reaches the WAL, which would refuse it by failing for good.
+      throw invalid(`${method}: the append needs a ${recordBytes}-byte WAL record, above the WAL's maxRecordSizeBytes ${wal.maxRecordSizeBytes}`, {
+        sizeBytes: recordBytes,
+        maxRecordSizeBytes: wal.maxRecordSizeBytes,
+      });
+    }
+    return { method, stream, expect, condition, events, chunksSizeBytes, versionPrefetch };
+  }
+
+  /** Queues a prepared append (planned in queue order); resolves once it is durable. */
+  enqueue(append: PreparedAppend): Promise<AppendResult | StreamAppendResult> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ ...append, timestamp: Date.now(), resolve, reject });
+      this.#kick();
+    });
+  }
+
+  /** Runs `work` with no append in flight and LevelDB holding every resolved event; appends submitted meanwhile wait for it. */
+  async exclusive<T>(work: () => Promise<T>): Promise<T> {
+    while (this.#paused) await this.#paused.catch(() => undefined);
+    const run = this.idle().then(work);
+    this.#paused = run;
+    try {
+      return await run;
+    } finally {
+      this.#paused = null;
+      if (this.#queue.length > 0) this.#kick();
+    }
+  }
+
+  /** Resolves once no exclusive section is running or waiting. */
+  async unpaused(): Promise<void> {
+    while (this.#paused) await this.#paused.catch(() => undefined);
+  }
+
+  /** Waits until no append is in flight and LevelDB holds every resolved event (unless failed). */
+  async idle(): Promise<void> {
+    do {
+      while (this.#run) await this.#run;
+      await this.#parts.applier.applyAll();
+    } while (this.#run);
+  }
+
+  #kick(): void {
+    if (this.#run || this.#paused) return;
+    this.#run = this.#runGroups().finally(() => {
+      this.#run = null;
+      if (this.#queue.length > 0 && !this.#paused) this.#kick();
+    });
+  }
+
+  async #runGroups(): Promise<void> {
+    const { state, tail, applier } = this.#parts;
+    let turnStartMs = performance.now();
+    // A fresh start also takes a microtask: appends issued in the same synchronous run join.
+    let lastGroupSize = 1;
+    while (this.#queue.length > 0) {
+      // A lone writer (last group: one append) resubmits in a microtask, so a microtask gathers
+      // it (an event-loop turn costs ≈ 30 µs, a fifth of its append), with a full turn at least
+      // every WRITER_TURN_MS for timers, I/O and readers. Concurrent callers get a full turn
+      // between groups: those busy with a read can then join the next group.
+      if (lastGroupSize === 1 && performance.now() - turnStartMs < WRITER_TURN_MS) {
+        await Promise.resolve();
+      } else {
+        await yieldToEventLoop();
+        turnStartMs = performance.now();
+      }
+      if (this.#paused) return;
+      // Backpressure: the unapplied tail stays bounded, so memory does too.
+      while (tail.events >= UNAPPLIED_EVENTS_MAX || tail.sizeBytes >= UNAPPLIED_SIZE_BYTES_MAX) {
+        applier.kick(true);
+        if (!applier.running) break; // failed: the group is rejected below
+        await applier.running;
+      }
+      const group = this.#takeGroup();
+      lastGroupSize = group.length;
+      if (state.failure) {
+        for (const request of group) request.reject(state.failure);
+        continue;
+      }
+      try {
+        await this.#commitGroup(group);
+      } catch (error) {
+        // A bug, not an I/O failure (those are handled inside): stop rather than hang the group.
+        const failure = state.fail(
+          isFactError(error) ? error : new FactError('FACT_ASSERTION', `the writer of ${state.path} failed unexpectedly; reopen the database`, { cause: error }),
+        );
+        for (const request of group) request.reject(failure);
+      }
+    }
+  }
+
+  /**
+   * The next appends in call order, as many as share one commit record: at most
+   * GROUP_APPENDS_MAX, and a record within GROUP_PAYLOAD_SIZE_BYTES_MAX, the WAL's limit and
+   * what the unapplied tail has room for (an append alone always goes: prepare refused ones the
+   * WAL cannot take).
+   */
+  #takeGroup(): AppendRequest[] {
+    const limitBytes = Math.min(GROUP_PAYLOAD_SIZE_BYTES_MAX, this.#parts.wal.maxRecordSizeBytes, UNAPPLIED_SIZE_BYTES_MAX - this.#parts.tail.sizeBytes);
+    let count = 0;
+    let chunksSizeBytes = 0;
+    while (count < this.#queue.length && count < GROUP_APPENDS_MAX) {
+      chunksSizeBytes += this.#queue[count]!.chunksSizeBytes;
+      if (count > 0 && commitSizeBytes(chunksSizeBytes) > limitBytes) break;
+      count++;
+    }
+    return this.#queue.splice(0, count);
+  }
+
+  async #commitGroup(group: AppendRequest[]): Promise<void> {
+    const { state, tail, applier, conflicts, checkpointer, versions } = this.#parts;
+    applier.beginPlanning();
+    let issued: LoggedGroup | null;
+    try {
+      issued = await this.#planAndLog(group);
+    } finally {
+      applier.endPlanning();
+    }
+    if (issued === null) return;
+    const { planned, payload, chunkBytes } = issued;
+    let lsn: number;
+    try {
+      lsn = await issued.logged;
+    } catch (error) {
+      const failure = state.fail(
+        new FactError('FACT_WAL_POISONED', `the write-ahead log of ${state.path} failed; no further appends are accepted until the database is reopened`, {
+          cause: error,
+        }),
+      );
+      for (const append of planned) append.request.reject(failure);
+      return;
+    }
+    // Durable: visible to reads from now on (through the tail), applied to LevelDB in the background.
+    const published: TailChunk[] = [];
+    for (const append of planned) {
+      for (const chunk of append.chunks) published.push({ firstPosition: chunk.firstPosition, bytes: chunkBytes[published.length]!, planned: chunk.header, lsn });
+    }
+    tail.add(published);
+    const last = state.nextPosition - 1;
+    assert(last > state.head, 'positions only grow');
+    state.head = last;
+    conflicts.noteDurable(published);
+    for (const append of planned) {
+      const last = append.firstPosition + append.request.events.count - 1;
+      const count = append.request.events.count;
+      append.request.resolve(
+        append.request.stream === '' ? { position: last, count } : { position: last, count, streamPosition: append.firstStreamPosition + count - 1 },
+      );
+    }
+    // Building the apply batch takes main-thread time: after the callers resumed, not before.
+    setImmediate(() => applier.kick());
+    checkpointer.noteLogged(payload.length);
+    versions.trim();
+  }
+
+  /** Plans the group and hands its WAL record to the WAL; null when nothing is left to write. */
+  async #planAndLog(group: AppendRequest[]): Promise<LoggedGroup | null> {
+    const { planner, state, versions, arena, wal } = this.#parts;
+    let planned: PlannedAppend[];
+    try {
+      const reads = planner.read(group);
+      planned = planner.plan(group, reads instanceof Promise ? await reads : reads);
+    } catch (error) {
+      // Reading state failed: nothing was written, so only this group fails.
+      for (const request of group) request.reject(isFactError(error) ? error : ioError('plan', state.path, error));
+      // Planned versions may be ahead of what was committed; reload them from LevelDB.
+      versions.forget();
+      state.nextPosition = state.head + 1;
+      return null;
+    }
+    if (planned.length === 0) return null;
+    const chunks = planned.length === 1 ? planned[0]!.chunks : planned.flatMap((append) => append.chunks);
+    // From the arena: the ledger keeps views of it (the chunks) until they are applied.
+    const { payload, chunkBytes } = encodeCommitChunks(planned[0]!.firstPosition, chunks, arena.allocate);
+    let chunksSizeBytes = 0;
+    for (const { request } of planned) chunksSizeBytes += request.chunksSizeBytes;
+    assert(payload.length === commitSizeBytes(chunksSizeBytes), 'the commit record is as large as #takeGroup reckoned');
+    return { planned, payload, chunkBytes, logged: wal.append(payload, { type: WAL_RECORD_COMMIT }) };
+  }
+}
