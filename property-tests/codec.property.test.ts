@@ -26,9 +26,10 @@
 import { Decoder } from 'cbor-x';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalBytes, decodeStored, nativeStringExtraction } from '../src/model/cbor.js';
+import { decodeStored, nativeStringExtraction } from '../src/model/cbor.js';
 import { encodeTuples, type EventTuple } from '../src/model/chunk.js';
 import { propertyParams, propertyTimeoutMs } from './settings.js';
+import { canonicalBytes } from '../src/model/canonical.js';
 
 const DEFAULT_RUNS = 300;
 

@@ -55,3 +55,7 @@ export function utf8(text: string): Uint8Array {
 export function utf8Decode(bytes: Uint8Array): string {
   return decoder.decode(bytes);
 }
+
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}

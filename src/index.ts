@@ -15,7 +15,9 @@ export type {
   ReadDirection,
   EventReader,
 } from './model/types.js';
-export type { RebuildProgress, VerifyReport, DataIndexProgress } from './indexes/maintenance.js';
+export type { RebuildProgress } from './indexes/rebuild.js';
+export type { VerifyReport } from './indexes/verify.js';
+export type { DataIndexProgress } from './indexes/data-index.js';
 export {
   EVENT_TYPE_SIZE_BYTES_MAX,
   TAG_SIZE_BYTES_MAX,

@@ -5,7 +5,9 @@
  */
 import { ClassicLevel } from 'classic-level';
 import { asError, FactError, invalid, isFactError } from './errors.js';
-import { clearRebuildShadow, clearUnrecordedDataIndexes, type DataIndexProgress, type RebuildProgress, type VerifyReport } from './indexes/maintenance.js';
+import { clearRebuildShadow, type RebuildProgress } from './indexes/rebuild.js';
+import { clearUnrecordedDataIndexes, type DataIndexProgress } from './indexes/data-index.js';
+import { type VerifyReport } from './indexes/verify.js';
 import { GeneratedIds } from './model/ids.js';
 import { DATA_FIELD_SIZE_BYTES_MAX, Query, type AppendCondition, type ReadSource } from './model/query.js';
 import type { AppendResult, EventInput, EventReader, ReadOptions, StreamAppendResult, StreamExpectation } from './model/types.js';

@@ -6,13 +6,13 @@
 import { Encoder, Tag } from 'cbor-x';
 import { describe, expect, it } from 'vitest';
 import { DATA_FIELD_VALUE_SIZE_BYTES_MAX, DATA_NESTING_DEPTH_MAX, FactStore, Query, SimFileSystem } from '../src/index.js';
-import { canonicalBytes } from '../src/model/cbor.js';
 import { CHUNK_EVENTS_MAX, CHUNK_KIND_APPEND_FIRST, CHUNK_KIND_UNMARKED, decodeChunk } from '../src/model/chunk.js';
 import { dataValuePrefix, KeySpace, metaKey, positionKey, spaceRange, u64 } from '../src/storage/keys.js';
 import { VIEW } from '../src/storage/level.js';
 import { isOneAppend, type ChunkSpan } from '../src/ledger/retry.js';
 import { expectFactError, hex, newMemoryLevel } from './support/backends.js';
 import { utf8 } from '../src/bytes.js';
+import { canonicalBytes } from '../src/model/canonical.js';
 
 function open(level = newMemoryLevel(), fs = new SimFileSystem(), data: string[] = []) {
   return FactStore.open('/db', { level, levelDurability: 'volatile', fs, indexes: { data } });

@@ -5,7 +5,6 @@
  */
 import { readU64BE, utf8 } from '../bytes.js';
 import { assert, FactError, invalid } from '../errors.js';
-import { canonicalBytes } from '../model/cbor.js';
 import { CHUNK_KIND_APPEND_CONTINUED, CHUNK_KIND_APPEND_FIRST, decodeTuples, type DecodedChunk, type EventTuple } from '../model/chunk.js';
 import type { GeneratedIds } from '../model/ids.js';
 import type { RecordedEvent, StreamExpectation } from '../model/types.js';
@@ -19,6 +18,7 @@ import type { AppendRequest, PlannedAppend, PlannedChunk } from './requests.js';
 import { isOneAppend, type ChunkSpan, type ChunkSpanAt } from './retry.js';
 import type { LedgerState } from './state.js';
 import type { StreamVersions } from './stream-versions.js';
+import { canonicalBytes } from '../model/canonical.js';
 
 /** Stored state a group's checks read (see Planner.read). */
 export interface PlanReads {

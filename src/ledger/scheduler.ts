@@ -5,15 +5,9 @@
  * "Rebuilds").
  */
 import { asError, FactError, isFactError } from '../errors.js';
-import {
-  buildDataIndexes,
-  clearDataIndex,
-  rebuildIndexes,
-  verifyStore,
-  type DataIndexProgress,
-  type RebuildProgress,
-  type VerifyReport,
-} from '../indexes/maintenance.js';
+import { buildDataIndexes, clearDataIndex, type DataIndexProgress } from '../indexes/data-index.js';
+import { rebuildIndexes, type RebuildProgress } from '../indexes/rebuild.js';
+import { verifyStore, type VerifyReport } from '../indexes/verify.js';
 import type { GeneratedIds } from '../model/ids.js';
 import { metaKey } from '../storage/keys.js';
 import { VIEW, type BatchFactory, type LevelDatabase } from '../storage/level.js';

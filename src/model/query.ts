@@ -4,8 +4,8 @@
  * (if given) AND each top-level `data` field equals the value, or one of the values of an array.
  */
 import { invalid } from '../errors.js';
-import { canonicalBytes } from './cbor.js';
 import { checkName, EVENT_TYPE_SIZE_BYTES_MAX, TAG_SIZE_BYTES_MAX } from './validation.js';
+import { canonicalBytes } from './canonical.js';
 
 export const DATA_FIELD_SIZE_BYTES_MAX = 256;
 /**
