@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ClassicLevel } from 'classic-level';
+import { Level } from 'level';
 import { Encoder } from 'cbor-x';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FactError, FactStore, Query } from '../src/index.js';
@@ -89,7 +89,7 @@ export function describeDcbSuite(name: string, makeOptions: () => OptionsFor): v
     async function withLevel<T>(path: string, work: (level: LevelDatabase) => Promise<T>): Promise<T> {
       const level = optionsFor(path).level;
       if (level !== undefined) return work(level);
-      const classic = new ClassicLevel<Uint8Array, Uint8Array>(join(path, 'ledger'), VIEW);
+      const classic = new Level<Uint8Array, Uint8Array>(join(path, 'ledger'), VIEW);
       await classic.open();
       try {
         return await work(classic);
