@@ -3,7 +3,7 @@
  * (plan → log to the WAL → resolve → apply to LevelDB) is in ledger/, the reads in query/, the
  * index work in indexes/ (docs/architecture.md is the map).
  */
-import { ClassicLevel } from 'classic-level';
+import { Level } from 'level';
 import { asError, FactError, invalid, isFactError } from './errors.js';
 import { clearRebuildShadow, type RebuildProgress } from './indexes/rebuild.js';
 import { clearUnrecordedDataIndexes, type DataIndexProgress } from './indexes/data-index.js';
@@ -42,7 +42,7 @@ export interface FactStoreOptions {
   /** WAL options (docs/wal-format.md). */
   wal?: Pick<WalOptions, 'sync' | 'syncIntervalMs' | 'segmentSizeBytes' | 'retainSegments' | 'maxRecordSizeBytes'>;
   /**
-   * An abstract-level database to use instead of classic-level at `<path>/ledger` (tests:
+   * An abstract-level database to use instead of `level` (classic-level in Node) at `<path>/ledger` (tests:
    * memory-level). Without `<path>/ledger`, the WAL's pid lock is the database's only lock.
    */
   level?: LevelDatabase;
@@ -341,9 +341,9 @@ function checkDataFields(value: unknown): string[] {
   return [...new Set(value.map((field) => checkName(field, 'FactStore.open: indexes.data field', DATA_FIELD_SIZE_BYTES_MAX)))].sort();
 }
 
-/** Opens `level`, or classic-level at `<path>/ledger`, taking LevelDB's lock (a kernel lock, released when its holder dies). */
+/** Opens the `level` option, or level's Level (classic-level in Node) at `<path>/ledger`, taking LevelDB's lock (a kernel lock, released when its holder dies). */
 async function openLevel(path: string, level: LevelDatabase | undefined, fs: FileSystem, walDir: string): Promise<LevelDatabase> {
-  const db = level ?? new ClassicLevel<Uint8Array, Uint8Array>(joinPath(path, 'ledger'), VIEW);
+  const db = level ?? new Level<Uint8Array, Uint8Array>(joinPath(path, 'ledger'), VIEW);
   try {
     if (db.status !== 'open') await db.open();
     return db;

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ClassicLevel } from 'classic-level';
+import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FactStore } from '../src/index.js';
 import { expectFactError } from './support/backends.js';
@@ -19,7 +19,7 @@ describe('locks on the ledger', () => {
     await (await FactStore.open(path)).close();
     // Like a second process that took over the WAL lock in the same instant: LevelDB's own
     // kernel lock still refuses it.
-    const holder = new ClassicLevel(join(path, 'ledger'));
+    const holder = new Level(join(path, 'ledger'));
     await holder.open();
     try {
       const error = await expectFactError(() => FactStore.open(path), 'FACT_LOCKED', /locked by another process/);
@@ -45,7 +45,7 @@ describe('locks on the ledger', () => {
     writeFileSync(join(walDir, 'LOCK'), `${stalePid}\n`);
     const snapshot = () => Object.fromEntries(readdirSync(walDir).map((name) => [name, createHash('sha256').update(readFileSync(join(walDir, name))).digest('hex')]));
     const before = snapshot();
-    const holder = new ClassicLevel(join(path, 'ledger'));
+    const holder = new Level(join(path, 'ledger'));
     await holder.open();
     try {
       const error = await expectFactError(() => FactStore.open(path), 'FACT_LOCKED', new RegExp(`locked by another process \\(pid ${stalePid}`));

@@ -7,7 +7,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ClassicLevel } from 'classic-level';
+import { Level } from 'level';
 import type { MemoryLevel } from 'memory-level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FactStore, Query, SimFileSystem } from '../src/index.js';
@@ -116,7 +116,7 @@ export function describeStoreSuite(name: string, makeOptions: () => OptionsFor):
     async function withLevel<T>(path: string, work: (level: LevelDatabase) => Promise<T>): Promise<T> {
       const level = optionsFor(path).level;
       if (level !== undefined) return work(level);
-      const classic = new ClassicLevel<Uint8Array, Uint8Array>(join(path, 'ledger'), VIEW);
+      const classic = new Level<Uint8Array, Uint8Array>(join(path, 'ledger'), VIEW);
       await classic.open();
       try {
         return await work(classic);
