@@ -3,7 +3,8 @@
  * bookkeeping) and acked; open replays the log from the checkpoint to rebuild the live set.
  * Record types, compaction (checkpoints + carry-forward) and the crash argument are specified
  * in docs/journal.md; this file follows it. The record codec is journal-records.ts, the live
- * set in memory journal-entries.ts; this file has the API, its validation, and compaction.
+ * set in memory journal-entries.ts; this file has the API, its validation, and compaction,
+ * which stays here because it shares the journal's tail position, appends and poison state.
  */
 import { assert, FactError } from '../errors.js';
 import { encodedRecordSizeBytes } from './format.js';

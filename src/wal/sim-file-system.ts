@@ -1,7 +1,7 @@
 /**
  * SimFileSystem: the FileSystem API over a simulated disk that remembers what is durable.
  * The disk model is sim-disk.ts, what a crash does to it sim-crash.ts, injected faults and
- * crash-after-N sim-faults.ts.
+ * crash-after-N sim-faults.ts. The methods and handles stay together: all go through #beginOp.
  */
 import { FactError } from '../errors.js';
 import type { FileHandle, FileLock, FileSystem, OpenMode } from './file-system.js';
