@@ -2,32 +2,42 @@
  * A durable job queue / outbox on top of the WAL: entries are pushed, failed (retry
  * bookkeeping) and acked; open replays the log from the checkpoint to rebuild the live set.
  * Record types, compaction (checkpoints + carry-forward) and the crash argument are specified
- * in docs/journal.md; this file follows it.
+ * in docs/journal.md; this file follows it. The record codec is journal-records.ts, the live
+ * set in memory journal-entries.ts; this file has the API, its validation, and compaction,
+ * which stays here because it shares the journal's tail position, appends and poison state.
  */
-import { decode, encode } from 'cbor-x';
 import { assert, FactError } from '../errors.js';
 import { encodedRecordSizeBytes } from './format.js';
-import { DEFAULT_MAX_RECORD_SIZE_BYTES, DEFAULT_SEGMENT_SIZE_BYTES, Wal } from './wal.js';
-import type { WalOptions, WalRecord, WalRecoveryReport } from './wal.js';
+import {
+  carrySizeBound,
+  decodeJournalRecord,
+  encodeAck,
+  encodeCarry,
+  encodeClear,
+  encodeFail,
+  encodePush,
+  isErrorCode,
+  isValidId,
+  JOURNAL_RECORD_TYPES,
+  type JournalFailure,
+  LONE_SURROGATE,
+  MAX_JOURNAL_ID_LENGTH,
+} from './journal-records.js';
+import { LiveEntries, type LiveEntry } from './journal-entries.js';
+import { DEFAULT_MAX_RECORD_SIZE_BYTES, DEFAULT_SEGMENT_SIZE_BYTES, type WalOptions } from './options.js';
+import type { WalRecoveryReport } from './recovery.js';
+import type { WalRecord } from './replay.js';
+import { Wal } from './wal.js';
 
-/** WAL record type bytes of the journal (docs/journal.md). */
-export const JOURNAL_RECORD_TYPES = Object.freeze({ push: 1, ack: 2, fail: 3, clear: 4, carry: 5 } as const);
-/** Longest entry id, in UTF-16 code units. */
-export const MAX_JOURNAL_ID_LENGTH = 1024;
+export { JOURNAL_RECORD_TYPES, MAX_JOURNAL_ID_LENGTH };
+export type { JournalFailure };
+
 /** Longest failure text, in UTF-16 code units: a string `error`, or an Error's message, name and string code together. */
 export const MAX_JOURNAL_ERROR_LENGTH = 64 * 1024;
 /** Default `carryAfterBytes`, in segments of `segmentSizeBytes`. */
 export const DEFAULT_CARRY_AFTER_SEGMENTS = 4;
 /** Default `checkpointEveryBytes`, in segments of `segmentSizeBytes`. */
 export const DEFAULT_CHECKPOINT_EVERY_SEGMENTS = 1;
-
-/** CBOR sizes used to bound a carry record without encoding it (RFC 8949 §3). */
-const CBOR_MAX_NUMBER_SIZE_BYTES = 9;
-const CBOR_ARRAY_HEADER_SIZE_BYTES = 1;
-const CBOR_NULL_SIZE_BYTES = 1;
-const CARRY_FIELDS = 6;
-/** Lone surrogates would be replaced by U+FFFD when encoded as UTF-8: recovery would differ. */
-const LONE_SURROGATE = /\p{Surrogate}/u;
 
 export interface JournalOptions extends WalOptions {
   /**
@@ -49,17 +59,6 @@ export interface JournalFailureInput {
   retryAtMs: number;
 }
 
-/** An entry's last failure, as `recover()` returns it. */
-export interface JournalFailure {
-  /** The string `fail` was given, or the message of the Error it was given. */
-  error: string;
-  retryAtMs: number;
-  /** Only when `fail` was given an Error: its `name`. */
-  errorName?: string;
-  /** Only when `fail` was given an Error whose `code` was a string or a safe integer. */
-  errorCode?: string | number;
-}
-
 export interface JournalEntry {
   id: string;
   payload: Uint8Array;
@@ -68,20 +67,6 @@ export interface JournalEntry {
   /** How many times `fail` was recorded for it. */
   attempts: number;
   lastFailure: JournalFailure | null;
-}
-
-interface LiveEntry {
-  id: string;
-  payload: Uint8Array;
-  /** Order key: LSN of the original push. */
-  order: number;
-  attempts: number;
-  lastFailure: JournalFailure | null;
-  /** The newest record that describes the entry whole (its push or its latest carry). */
-  basisLsn: number;
-  /** Byte position of that record in the log since the checkpoint at open (journal-local). */
-  basisPos: number;
-  basisBytes: number;
 }
 
 interface Appended {
@@ -101,13 +86,6 @@ function invalid(method: string, message: string, details: Record<string, unknow
   return new FactError('FACT_INVALID_ARGUMENT', `Journal.${method}: ${message}`, { details });
 }
 
-function corruption(record: WalRecord, message: string, cause?: unknown): FactError {
-  return new FactError('FACT_CORRUPTION', `journal record at LSN ${record.lsn} (type ${record.type}): ${message}`, {
-    cause,
-    details: { lsn: record.lsn, type: record.type },
-  });
-}
-
 function byteLength(value: number | undefined, fallback: number, name: string): number {
   const resolved = value ?? fallback;
   if (!Number.isSafeInteger(resolved) || resolved < 0) {
@@ -116,68 +94,12 @@ function byteLength(value: number | undefined, fallback: number, name: string): 
   return resolved;
 }
 
-function isValidId(id: unknown): id is string {
-  return typeof id === 'string' && id.length > 0 && id.length <= MAX_JOURNAL_ID_LENGTH && !LONE_SURROGATE.test(id);
-}
-
 function validateId(method: string, id: unknown): asserts id is string {
   if (!isValidId(id)) {
     throw invalid(method, `id must be a non-empty well-formed string of at most ${MAX_JOURNAL_ID_LENGTH} characters`, {
       id: typeof id === 'string' ? id.slice(0, 64) : typeof id,
     });
   }
-}
-
-function cborStringSizeBytes(value: string): number {
-  return cborHeadSizeBytes(Buffer.byteLength(value, 'utf8'));
-}
-
-function cborHeadSizeBytes(length: number): number {
-  const head = length < 24 ? 1 : length < 2 ** 8 ? 2 : length < 2 ** 16 ? 3 : length < 2 ** 32 ? 5 : 9;
-  return head + length;
-}
-
-/** An upper bound of the carry record of an entry (the largest record the journal writes for it). */
-function carrySizeBound(id: string, payload: Uint8Array, failure: JournalFailure | null): number {
-  return (
-    CBOR_ARRAY_HEADER_SIZE_BYTES +
-    cborStringSizeBytes(id) +
-    CBOR_MAX_NUMBER_SIZE_BYTES +
-    cborHeadSizeBytes(payload.length) +
-    CBOR_MAX_NUMBER_SIZE_BYTES +
-    (failure === null ? 2 * CBOR_NULL_SIZE_BYTES : cborErrorSizeBound(failure) + CBOR_MAX_NUMBER_SIZE_BYTES)
-  );
-}
-
-/** An upper bound of a failure's error field (a string, or [name, message, code?]). */
-function cborErrorSizeBound(failure: JournalFailure): number {
-  if (failure.errorName === undefined) return cborStringSizeBytes(failure.error);
-  const code = failure.errorCode;
-  const codeBytes = code === undefined ? 0 : typeof code === 'string' ? cborStringSizeBytes(code) : CBOR_MAX_NUMBER_SIZE_BYTES;
-  return CBOR_ARRAY_HEADER_SIZE_BYTES + cborStringSizeBytes(failure.errorName) + cborStringSizeBytes(failure.error) + codeBytes;
-}
-
-function isErrorCode(code: unknown): code is string | number {
-  return typeof code === 'string' || Number.isSafeInteger(code);
-}
-
-/** A failure's error field in fail and carry records: the string, or [name, message] / [name, message, code]. */
-function encodedError(failure: JournalFailure): string | (string | number)[] {
-  if (failure.errorName === undefined) return failure.error;
-  const fields: (string | number)[] = [failure.errorName, failure.error];
-  if (failure.errorCode !== undefined) fields.push(failure.errorCode);
-  return fields;
-}
-
-/** The failure a replayed error field and retryAtMs describe, or null when the field is malformed. */
-function decodedFailure(error: unknown, retryAtMs: number): JournalFailure | null {
-  if (typeof error === 'string') return { error, retryAtMs };
-  if (!Array.isArray(error) || error.length < 2 || error.length > 3) return null;
-  const [name, message, code] = error as unknown[];
-  if (typeof name !== 'string' || typeof message !== 'string' || (error.length === 3 && !isErrorCode(code))) return null;
-  const failure: JournalFailure = { error: message, retryAtMs, errorName: name };
-  if (error.length === 3) failure.errorCode = code as string | number;
-  return failure;
 }
 
 /**
@@ -236,12 +158,7 @@ export class Journal implements AsyncDisposable {
   readonly #carryAfterBytes: number;
   readonly #checkpointEveryBytes: number;
   readonly #maxRecordSizeBytes: number;
-  /** Live entries in push order (order key ascending). */
-  #entries = new Map<string, LiveEntry>();
-  /** The same entries in basis order (oldest basis first): its head pins the checkpoint. */
-  #byBasis = new Map<string, LiveEntry>();
-  /** Sum of basisBytes over live entries. */
-  #liveBytes = 0;
+  readonly #entries = new LiveEntries();
   /** Journal-local byte position of the log tail and of the checkpoint (0 = checkpoint at open). */
   #tailPos = 0;
   #checkpointPos = 0;
@@ -349,9 +266,9 @@ export class Journal implements AsyncDisposable {
     if (this.#entries.has(id)) throw invalid('push', `id ${JSON.stringify(id)} is already live (push it again after ack)`, { id });
     this.#checkCarryFits('push', id, payload, null);
     const copy = Uint8Array.prototype.slice.call(payload);
-    const appended = this.#append(JOURNAL_RECORD_TYPES.push, encode([id, copy]));
+    const appended = this.#append(JOURNAL_RECORD_TYPES.push, encodePush(id, copy));
     if ('refused' in appended) return appended.refused;
-    const entry: LiveEntry = {
+    this.#entries.add({
       id,
       payload: copy,
       order: appended.lsn,
@@ -360,10 +277,7 @@ export class Journal implements AsyncDisposable {
       basisLsn: appended.lsn,
       basisPos: appended.pos,
       basisBytes: appended.bytes,
-    };
-    this.#entries.set(id, entry);
-    this.#byBasis.set(id, entry);
-    this.#liveBytes += appended.bytes;
+    });
     await appended.done;
     await this.#compactIfDue(false);
   }
@@ -371,9 +285,9 @@ export class Journal implements AsyncDisposable {
   async #ack(id: string): Promise<void> {
     this.#checkUsable('ack');
     const entry = this.#live('ack', id);
-    const appended = this.#append(JOURNAL_RECORD_TYPES.ack, encode([id]));
+    const appended = this.#append(JOURNAL_RECORD_TYPES.ack, encodeAck(id));
     if ('refused' in appended) return appended.refused;
-    this.#remove(entry);
+    this.#entries.remove(entry);
     await appended.done;
     await this.#compactIfDue(false);
   }
@@ -383,7 +297,7 @@ export class Journal implements AsyncDisposable {
     const entry = this.#live('fail', id);
     const lastFailure = failureOf(failure);
     this.#checkCarryFits('fail', id, entry.payload, lastFailure);
-    const appended = this.#append(JOURNAL_RECORD_TYPES.fail, encode([id, encodedError(lastFailure), lastFailure.retryAtMs]));
+    const appended = this.#append(JOURNAL_RECORD_TYPES.fail, encodeFail(id, lastFailure));
     if ('refused' in appended) return appended.refused;
     entry.attempts += 1;
     entry.lastFailure = lastFailure;
@@ -393,11 +307,9 @@ export class Journal implements AsyncDisposable {
 
   async #clear(): Promise<void> {
     this.#checkUsable('clear');
-    const appended = this.#append(JOURNAL_RECORD_TYPES.clear, encode([]));
+    const appended = this.#append(JOURNAL_RECORD_TYPES.clear, encodeClear());
     if ('refused' in appended) return appended.refused;
     this.#entries.clear();
-    this.#byBasis.clear();
-    this.#liveBytes = 0;
     await appended.done;
     await this.#compactIfDue(true);
   }
@@ -432,12 +344,6 @@ export class Journal implements AsyncDisposable {
         { details: { sizeBytes: bound, maxRecordSizeBytes: this.#maxRecordSizeBytes } },
       );
     }
-  }
-
-  #remove(entry: LiveEntry): void {
-    this.#entries.delete(entry.id);
-    this.#byBasis.delete(entry.id);
-    this.#liveBytes -= entry.basisBytes;
   }
 
   /**
@@ -490,17 +396,17 @@ export class Journal implements AsyncDisposable {
 
   /** The checkpoint that keeps every live entry's basis record: just below the oldest basis. */
   #checkpointTarget(): { lsn: number; pos: number } {
-    const oldest = this.#byBasis.values().next();
-    if (oldest.done === true) return { lsn: this.#wal.lastLsn, pos: this.#tailPos };
-    return { lsn: oldest.value.basisLsn - 1, pos: oldest.value.basisPos };
+    const oldest = this.#entries.oldestBasis();
+    if (oldest === undefined) return { lsn: this.#wal.lastLsn, pos: this.#tailPos };
+    return { lsn: oldest.basisLsn - 1, pos: oldest.basisPos };
   }
 
   #carryDue(): boolean {
-    const oldest = this.#byBasis.values().next();
-    if (oldest.done === true) return false;
-    const pinnedBytes = this.#tailPos - oldest.value.basisPos;
+    const oldest = this.#entries.oldestBasis();
+    if (oldest === undefined) return false;
+    const pinnedBytes = this.#tailPos - oldest.basisPos;
     // Carrying when at least half the pinned log is garbage makes every carry free more than it writes.
-    return pinnedBytes > this.#carryAfterBytes && pinnedBytes > 2 * this.#liveBytes;
+    return pinnedBytes > this.#carryAfterBytes && pinnedBytes > 2 * this.#entries.liveBytes;
   }
 
   #checkpointDue(force: boolean): boolean {
@@ -546,35 +452,21 @@ export class Journal implements AsyncDisposable {
    */
   #carry(): Promise<void>[] {
     const cutoff = this.#tailPos - Math.floor(this.#carryAfterBytes / 2);
-    const batch: LiveEntry[] = [];
-    for (const entry of this.#byBasis.values()) {
-      if (entry.basisPos >= cutoff) break;
-      batch.push(entry);
-    }
+    const batch = this.#entries.basedBefore(cutoff);
     batch.sort((a, b) => a.order - b.order);
     const done: Promise<void>[] = [];
     for (const entry of batch) {
-      const failure = entry.lastFailure;
-      const record = encode([entry.id, entry.order, entry.payload, entry.attempts, failure === null ? null : encodedError(failure), failure?.retryAtMs ?? null]);
+      const record = encodeCarry(entry.id, entry.order, entry.payload, entry.attempts, entry.lastFailure);
       const appended = this.#append(JOURNAL_RECORD_TYPES.carry, record);
       if ('refused' in appended) {
         // Closed or poisoned WAL: the entry keeps its old basis (still correct, just pinned).
         done.push(appended.refused);
         continue;
       }
-      this.#setBasis(entry, appended.lsn, appended.pos, appended.bytes);
+      this.#entries.setBasis(entry, appended.lsn, appended.pos, appended.bytes);
       done.push(appended.done);
     }
     return done;
-  }
-
-  #setBasis(entry: LiveEntry, lsn: number, pos: number, bytes: number): void {
-    this.#liveBytes += bytes - entry.basisBytes;
-    entry.basisLsn = lsn;
-    entry.basisPos = pos;
-    entry.basisBytes = bytes;
-    this.#byBasis.delete(entry.id);
-    this.#byBasis.set(entry.id, entry);
   }
 
   // ---------------------------------------------------------------- recovery
@@ -584,10 +476,7 @@ export class Journal implements AsyncDisposable {
     for await (const record of this.#wal.replay()) {
       if (this.#replayRecord(record)) outOfOrder = true;
     }
-    if (outOfOrder) {
-      const sorted = [...this.#entries.values()].sort((a, b) => a.order - b.order);
-      this.#entries = new Map(sorted.map((entry) => [entry.id, entry]));
-    }
+    if (outOfOrder) this.#entries.restorePushOrder();
   }
 
   /** Applies one replayed record; returns true when it inserted an entry out of push order. */
@@ -595,110 +484,6 @@ export class Journal implements AsyncDisposable {
     const pos = this.#tailPos;
     const bytes = encodedRecordSizeBytes(record.payload.length);
     this.#tailPos += bytes;
-    let fields: unknown;
-    try {
-      fields = decode(record.payload);
-    } catch (error) {
-      throw corruption(record, 'payload is not valid CBOR', error);
-    }
-    if (!Array.isArray(fields)) throw corruption(record, 'payload is not a CBOR array');
-    const field = (index: number): unknown => fields[index];
-    const shape = (length: number, ok: boolean) => {
-      if (fields.length !== length || !ok) throw corruption(record, 'payload fields do not match the record type');
-    };
-    switch (record.type) {
-      case JOURNAL_RECORD_TYPES.push: {
-        const [id, payload] = [field(0), field(1)];
-        shape(2, isValidId(id) && payload instanceof Uint8Array);
-        const entryId = id as string;
-        if (this.#entries.has(entryId)) throw corruption(record, `push of ${JSON.stringify(entryId)}, which is already live`);
-        const entry: LiveEntry = {
-          id: entryId,
-          payload: (payload as Uint8Array).slice(),
-          order: record.lsn,
-          attempts: 0,
-          lastFailure: null,
-          basisLsn: record.lsn,
-          basisPos: pos,
-          basisBytes: bytes,
-        };
-        this.#entries.set(entryId, entry);
-        this.#byBasis.set(entryId, entry);
-        this.#liveBytes += bytes;
-        return false;
-      }
-      case JOURNAL_RECORD_TYPES.ack: {
-        const id = field(0);
-        shape(1, isValidId(id));
-        // Unknown: its push lies at or below the checkpoint (legitimate), nothing to do.
-        const entry = this.#entries.get(id as string);
-        if (entry !== undefined) this.#remove(entry);
-        return false;
-      }
-      case JOURNAL_RECORD_TYPES.fail: {
-        const [id, error, retryAtMs] = [field(0), field(1), field(2)];
-        const failure = typeof retryAtMs === 'number' && Number.isFinite(retryAtMs) ? decodedFailure(error, retryAtMs) : null;
-        shape(3, isValidId(id) && failure !== null);
-        const entry = this.#entries.get(id as string);
-        if (entry !== undefined) {
-          entry.attempts += 1;
-          entry.lastFailure = failure;
-        }
-        return false;
-      }
-      case JOURNAL_RECORD_TYPES.clear: {
-        shape(0, true);
-        this.#entries.clear();
-        this.#byBasis.clear();
-        this.#liveBytes = 0;
-        return false;
-      }
-      case JOURNAL_RECORD_TYPES.carry: {
-        const [id, order, payload, attempts, error, retryAtMs] = fields as unknown[];
-        const failure = typeof retryAtMs === 'number' && Number.isFinite(retryAtMs) ? decodedFailure(error, retryAtMs) : null;
-        const failureOk = (error === null && retryAtMs === null) || failure !== null;
-        shape(
-          CARRY_FIELDS,
-          isValidId(id) &&
-            Number.isSafeInteger(order) &&
-            (order as number) >= 1 &&
-            (order as number) < record.lsn &&
-            payload instanceof Uint8Array &&
-            Number.isSafeInteger(attempts) &&
-            (attempts as number) >= 0 &&
-            failureOk,
-        );
-        const entryId = id as string;
-        const lastFailure = failure;
-        const existing = this.#entries.get(entryId);
-        if (existing !== undefined) {
-          // The original push (or an older carry) is also in the replayed range: same entry.
-          if (existing.order !== order) {
-            throw corruption(record, `carry of ${JSON.stringify(entryId)} pushed at LSN ${String(order)}, but the live entry was pushed at LSN ${existing.order}`);
-          }
-          existing.attempts = attempts as number;
-          existing.lastFailure = lastFailure;
-          this.#setBasis(existing, record.lsn, pos, bytes);
-          return false;
-        }
-        const entry: LiveEntry = {
-          id: entryId,
-          payload: (payload as Uint8Array).slice(),
-          order: order as number,
-          attempts: attempts as number,
-          lastFailure,
-          basisLsn: record.lsn,
-          basisPos: pos,
-          basisBytes: bytes,
-        };
-        this.#entries.set(entryId, entry);
-        this.#byBasis.set(entryId, entry);
-        this.#liveBytes += bytes;
-        // Its push lies below the checkpoint: later pushes may already be in the map.
-        return true;
-      }
-      default:
-        throw corruption(record, 'unknown record type');
-    }
+    return this.#entries.apply(record, decodeJournalRecord(record), pos, bytes);
   }
 }

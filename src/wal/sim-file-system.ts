@@ -1,80 +1,27 @@
+/**
+ * SimFileSystem: the FileSystem API over a simulated disk that remembers what is durable.
+ * The disk model is sim-disk.ts, what a crash does to it sim-crash.ts, injected faults and
+ * crash-after-N sim-faults.ts. The methods and handles stay together: all go through #beginOp.
+ */
 import { FactError } from '../errors.js';
 import type { FileHandle, FileLock, FileSystem, OpenMode } from './file-system.js';
 import { parentDir } from './file-system.js';
 import { Mulberry32 } from './prng.js';
+import { crashPowerLoss, crashProcess, type SimCrashOptions, type SimCrashReport } from './sim-crash.js';
+import { applyFileOp, ByteBuffer, cloneDirs, commitDirOpsThrough, type Dir, type DirOp, type Inode, newDir, type Node, truncateInode, writeInode } from './sim-disk.js';
+import { fsError, type SimFault, SimFaultPlan, type SimOpKind } from './sim-faults.js';
+
+export { SimCrashError } from './sim-faults.js';
+export type { SimFault, SimFaultErrno, SimFaultOp } from './sim-faults.js';
+export type { SimCrashMode, SimCrashOptions, SimCrashReport } from './sim-crash.js';
 
 /** Seed used when none is given, so that an unseeded run still replays exactly. */
 const DEFAULT_SEED = 0x5eed;
-/** First capacity of a file buffer; it then doubles, so appends cost amortised O(1). */
-const MIN_CAPACITY_BYTES = 64;
 const BITS_PER_BYTE = 8;
-
-/** Operations that {@link SimFileSystem.injectFault} can make fail. 'read' covers both FileHandle.read and readFile. */
-export type SimFaultOp = 'open' | 'read' | 'write' | 'truncate' | 'datasync' | 'syncDir' | 'rename' | 'unlink';
-
-/** Errno codes that an injected fault throws (as a plain Error with this `code`). */
-export type SimFaultErrno = 'EIO' | 'ENOSPC';
-
-/** A deterministic fault rule for {@link SimFileSystem.injectFault}. */
-export interface SimFault {
-  op: SimFaultOp;
-  /**
-   * Matches when the operation's path contains this string (so an exact path matches, and
-   * '.wal' matches every file whose path contains '.wal'). A rename matches on either path;
-   * a handle operation matches on the path the handle was opened with. Omitted: every path.
-   */
-  path?: string;
-  error: SimFaultErrno;
-  /** Matching calls to let through before failing. Default 0. */
-  after?: number;
-  /** How many matching calls fail (after the skipped ones). Default 1; Infinity allowed. */
-  times?: number;
-}
-
-/**
- * 'power-loss' (default): the machine lost power; unsynced writes and directory changes are
- * randomly kept, dropped or torn. 'process': only the process died (kill -9); the page
- * cache survives, so everything written stays visible and nothing unsynced becomes durable.
- */
-export type SimCrashMode = 'power-loss' | 'process';
-
-export interface SimCrashOptions {
-  mode?: SimCrashMode;
-}
-
-/** What a crash did; counts of the unsynced operations it found, for debugging output. */
-export interface SimCrashReport {
-  mode: SimCrashMode;
-  writesKept: number;
-  writesTorn: number;
-  writesDropped: number;
-  truncatesKept: number;
-  truncatesDropped: number;
-  /** Directory operations (create, rename, unlink); a cross-directory rename counts once. */
-  dirOpsKept: number;
-  dirOpsDropped: number;
-  /** Handles that the crash closed. */
-  handlesClosed: number;
-  /** Locks that the crash released. */
-  locksReleased: number;
-}
 
 export interface SimFileSystemOptions {
   /** Seed of the PRNG that drives crashes and torn writes (a 32-bit integer). */
   seed?: number;
-}
-
-/**
- * Thrown by every operation once the limit set by {@link SimFileSystem.crashAfterOps} is
- * reached, until {@link SimFileSystem.crash} is called: the process "died" at that call.
- */
-export class SimCrashError extends Error {
-  readonly code = 'SIM_CRASHED' as const;
-
-  constructor(operation: string, path: string) {
-    super(`simulated crash: ${operation} ${path} was not performed`);
-    this.name = 'SimCrashError';
-  }
 }
 
 /**
@@ -112,10 +59,7 @@ export class SimFileSystem implements FileSystem {
   #openHandles = new Set<HandleState>();
   /** Held locks: path → token, so a stale FileLock cannot release a newer holder's lock. */
   readonly #locks = new Map<string, object>();
-  #faults: FaultRule[] = [];
-  #opCount = 0;
-  #opsUntilHalt: number | null = null;
-  #halted = false;
+  #faults = new SimFaultPlan();
 
   constructor(options: SimFileSystemOptions = {}) {
     this.#prng = new Mulberry32(options.seed ?? DEFAULT_SEED);
@@ -323,22 +267,9 @@ export class SimFileSystem implements FileSystem {
     this.#epoch += 1;
     this.#openHandles = new Set();
     this.#locks.clear();
-    this.#halted = false;
-    this.#opsUntilHalt = null;
-    if (mode === 'process') {
-      const dirOps = new Set<DirOp>();
-      for (const dir of this.#dirs.values()) for (const op of dir.pending) dirOps.add(op);
-      report.dirOpsKept = dirOps.size;
-      for (const inode of this.#inodesIn('entries')) {
-        for (const op of inode.pending) {
-          if (op.kind === 'write') report.writesKept += 1;
-          else report.truncatesKept += 1;
-        }
-      }
-      return report;
-    }
-    this.#crashDirectories(report);
-    for (const inode of this.#inodesIn('durable')) this.#crashInode(inode, report);
+    this.#faults.restart();
+    if (mode === 'process') crashProcess(this.#dirs.values(), report);
+    else crashPowerLoss(this.#dirs, this.#prng, report);
     return report;
   }
 
@@ -349,13 +280,12 @@ export class SimFileSystem implements FileSystem {
    * {@link crash} is called. Reads between the last allowed operation and that one still work.
    */
   crashAfterOps(count: number): void {
-    requireCount(count, 'crashAfterOps count');
-    this.#opsUntilHalt = count;
+    this.#faults.crashAfterOps(count);
   }
 
   /** Mutating or syncing operations started so far (see {@link crashAfterOps}); never reset. */
   get opCount(): number {
-    return this.#opCount;
+    return this.#faults.opCount;
   }
 
   /**
@@ -372,16 +302,11 @@ export class SimFileSystem implements FileSystem {
    * Rules survive crashes; see {@link clearFaults}.
    */
   injectFault(fault: SimFault): void {
-    const after = fault.after ?? 0;
-    const times = fault.times ?? 1;
-    requireCount(after, 'fault.after');
-    if (times !== Infinity) requireCount(times, 'fault.times');
-    if (times === 0) return;
-    this.#faults.push({ op: fault.op, path: fault.path, error: fault.error, skip: after, remaining: times });
+    this.#faults.inject(fault);
   }
 
   clearFaults(): void {
-    this.#faults = [];
+    this.#faults.clear();
   }
 
   /** Bit rot in synced data: flips one bit of a file in both its durable and current bytes. */
@@ -422,46 +347,9 @@ export class SimFileSystem implements FileSystem {
     const copy = new SimFileSystem();
     copy.#prng = this.#prng.clone();
     copy.#nextInodeId = this.#nextInodeId;
-    copy.#opCount = this.#opCount;
-    const inodes = new Map<Inode, Inode>();
-    const cloneInode = (inode: Inode): Inode => {
-      let clone = inodes.get(inode);
-      if (clone === undefined) {
-        clone = {
-          kind: 'file',
-          id: inode.id,
-          current: inode.current.clone(),
-          durable: inode.durable.clone(),
-          pending: inode.pending.map((op) => ({ ...op })),
-        };
-        inodes.set(inode, clone);
-      }
-      return clone;
-    };
-    const dirs = new Map<Dir, Dir>();
-    for (const dir of this.#dirs.values()) dirs.set(dir, newDir(dir.path));
-    const mapNode = (node: Node): Node => (node.kind === 'dir' ? mustGet(dirs, node) : cloneInode(node));
-    const ops = new Map<DirOp, DirOp>();
-    const mapOp = (op: DirOp): DirOp => {
-      let clone = ops.get(op);
-      if (clone === undefined) {
-        clone =
-          op.kind === 'unlink'
-            ? { ...op }
-            : op.kind === 'link'
-              ? { ...op, inode: cloneInode(op.inode) }
-              : { ...op, from: mustGet(dirs, op.from), to: mustGet(dirs, op.to), inode: cloneInode(op.inode) };
-        ops.set(op, clone);
-      }
-      return clone;
-    };
+    copy.#faults = new SimFaultPlan(this.#faults.opCount);
     copy.#dirs.clear();
-    for (const [dir, clone] of dirs) {
-      for (const [name, node] of dir.entries) clone.entries.set(name, mapNode(node));
-      for (const [name, node] of dir.durable) clone.durable.set(name, mapNode(node));
-      clone.pending = dir.pending.map(mapOp);
-      copy.#dirs.set(clone.path, clone);
-    }
+    for (const [path, dir] of cloneDirs(this.#dirs)) copy.#dirs.set(path, dir);
     return copy;
   }
 
@@ -472,37 +360,16 @@ export class SimFileSystem implements FileSystem {
    * simulated process has crashed or the handle is dead; returns the injected fault, if any,
    * for the caller to apply its side effects and throw.
    */
-  #beginOp(kind: OpKind, paths: readonly string[], options: BeginOptions = {}): Error | undefined {
+  #beginOp(kind: SimOpKind, paths: readonly string[], options: BeginOptions = {}): Error | undefined {
     const path = paths.join(' -> ');
-    if (this.#halted) throw new SimCrashError(kind, path);
+    this.#faults.checkAlive(kind, path);
     const handle = options.handle;
     if (handle !== undefined) {
       const dead = handle.closed || handle.epoch !== this.#epoch;
       if (dead || (options.writes === true && !handle.writable)) throw fsError('EBADF', kind, path);
     }
-    if (options.counted === true) {
-      if (this.#opsUntilHalt !== null) {
-        if (this.#opsUntilHalt === 0) {
-          this.#halted = true;
-          throw new SimCrashError(kind, path);
-        }
-        this.#opsUntilHalt -= 1;
-      }
-      this.#opCount += 1;
-    }
-    for (let i = 0; i < this.#faults.length; i++) {
-      const rule = this.#faults[i];
-      if (rule === undefined || rule.op !== kind) continue;
-      if (rule.path !== undefined && !paths.some((p) => p.includes(rule.path ?? ''))) continue;
-      if (rule.skip > 0) {
-        rule.skip -= 1;
-        continue;
-      }
-      rule.remaining -= 1;
-      if (rule.remaining <= 0) this.#faults.splice(i, 1);
-      return fsError(rule.error, `${kind} (injected)`, path);
-    }
-    return undefined;
+    if (options.counted === true) this.#faults.count(kind, path);
+    return this.#faults.faultFor(kind, paths, path);
   }
 
   #newHandle(inode: Inode, path: string, writable: boolean): FileHandle {
@@ -585,94 +452,13 @@ export class SimFileSystem implements FileSystem {
     return node?.kind === 'file' ? node : undefined;
   }
 
-  /** Files reachable from the current or the durable directory entries, by inode id. */
-  #inodesIn(side: 'entries' | 'durable'): Inode[] {
-    const inodes = new Set<Inode>();
-    for (const dir of this.#dirs.values()) {
-      for (const node of dir[side].values()) if (node.kind === 'file') inodes.add(node);
-    }
-    return [...inodes].sort((a, b) => a.id - b.id);
-  }
-
   #syncDirEntries(dir: Dir): void {
     const last = dir.pending.at(-1);
     if (last !== undefined) commitDirOpsThrough(dir, last);
   }
-
-  #crashDirectories(report: SimCrashReport): void {
-    const dirs = [...this.#dirs.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-    const kept = new Map<Dir, number>();
-    for (const dir of dirs) {
-      if (dir.pending.length > 0) kept.set(dir, this.#prng.int(dir.pending.length + 1));
-    }
-    // A rename is one journal transaction: cut prefixes until no rename survives in only one
-    // of its two directories. Prefixes only shrink, so this terminates.
-    for (let changed = true; changed; ) {
-      changed = false;
-      for (const dir of dirs) {
-        const count = kept.get(dir) ?? 0;
-        for (let i = 0; i < count; i++) {
-          const op = dir.pending[i];
-          if (op?.kind !== 'rename' || op.from === op.to) continue;
-          const other = op.from === dir ? op.to : op.from;
-          if (other.pending.indexOf(op) >= (kept.get(other) ?? 0)) {
-            kept.set(dir, i);
-            changed = true;
-            break;
-          }
-        }
-      }
-    }
-    const keptOps = new Set<DirOp>();
-    const allOps = new Set<DirOp>();
-    for (const dir of dirs) {
-      const count = kept.get(dir) ?? 0;
-      dir.pending.forEach((op, i) => {
-        allOps.add(op);
-        if (i < count) {
-          applyDirOp(dir, dir.durable, op);
-          keptOps.add(op);
-        }
-      });
-      dir.pending = [];
-      dir.entries = new Map(dir.durable);
-    }
-    report.dirOpsKept = keptOps.size;
-    report.dirOpsDropped = allOps.size - keptOps.size;
-  }
-
-  #crashInode(inode: Inode, report: SimCrashReport): void {
-    for (const op of inode.pending) {
-      if (op.kind === 'truncate') {
-        if (this.#prng.int(2) === 0) {
-          applyFileOp(inode.durable, op);
-          report.truncatesKept += 1;
-        } else {
-          report.truncatesDropped += 1;
-        }
-        continue;
-      }
-      // Keep, drop or tear; a one-byte write cannot be torn.
-      const choice = this.#prng.int(op.data.length >= 2 ? 3 : 2);
-      if (choice === 0) {
-        inode.durable.write(op.position, op.data);
-        report.writesKept += 1;
-      } else if (choice === 1) {
-        report.writesDropped += 1;
-      } else {
-        const tornLength = 1 + this.#prng.int(op.data.length - 1);
-        inode.durable.write(op.position, op.data.subarray(0, tornLength));
-        report.writesTorn += 1;
-      }
-    }
-    inode.pending = [];
-    inode.current = inode.durable.clone();
-  }
 }
 
 // ---- Model types ----------------------------------------------------------------------------
-
-type OpKind = SimFaultOp | 'readdir' | 'mkdir' | 'exists' | 'lock' | 'release' | 'stat' | 'close';
 
 interface BeginOptions {
   /** Counts toward opCount and crashAfterOps (mutating or syncing operations). */
@@ -680,14 +466,6 @@ interface BeginOptions {
   handle?: HandleState;
   /** The operation needs a handle opened for writing. */
   writes?: boolean;
-}
-
-interface FaultRule {
-  op: SimFaultOp;
-  path: string | undefined;
-  error: SimFaultErrno;
-  skip: number;
-  remaining: number;
 }
 
 interface HandleState {
@@ -698,150 +476,12 @@ interface HandleState {
   closed: boolean;
 }
 
-type FileOp =
-  | { kind: 'write'; position: number; data: Uint8Array; lostBySyncFailure: boolean }
-  | { kind: 'truncate'; sizeBytes: number };
-
-interface Inode {
-  kind: 'file';
-  /** Creation order; crashes visit inodes by id so the PRNG draws replay exactly. */
-  id: number;
-  current: ByteBuffer;
-  durable: ByteBuffer;
-  /** Writes and truncates since the last datasync, in order. */
-  pending: FileOp[];
-}
-
-/** A cross-directory rename is one object in both directories' pending lists. */
-type DirOp =
-  | { kind: 'link'; name: string; inode: Inode }
-  | { kind: 'unlink'; name: string }
-  | { kind: 'rename'; from: Dir; fromName: string; to: Dir; toName: string; inode: Inode };
-
-interface Dir {
-  kind: 'dir';
-  path: string;
-  entries: Map<string, Node>;
-  durable: Map<string, Node>;
-  pending: DirOp[];
-}
-
-type Node = Inode | Dir;
-
-function newDir(path: string): Dir {
-  return { kind: 'dir', path, entries: new Map(), durable: new Map(), pending: [] };
-}
-
-function writeInode(inode: Inode, data: Uint8Array, position: number): void {
-  if (data.length === 0) return;
-  const copy = data.slice();
-  inode.current.write(position, copy);
-  inode.pending.push({ kind: 'write', position, data: copy, lostBySyncFailure: false });
-}
-
-function truncateInode(inode: Inode, sizeBytes: number): void {
-  inode.current.truncate(sizeBytes);
-  inode.pending.push({ kind: 'truncate', sizeBytes });
-}
-
-function applyFileOp(bytes: ByteBuffer, op: FileOp): void {
-  if (op.kind === 'write') bytes.write(op.position, op.data);
-  else bytes.truncate(op.sizeBytes);
-}
-
-/** Applies the part of `op` that concerns `dir` to `entries`. */
-function applyDirOp(dir: Dir, entries: Map<string, Node>, op: DirOp): void {
-  if (op.kind === 'link') entries.set(op.name, op.inode);
-  else if (op.kind === 'unlink') entries.delete(op.name);
-  else {
-    if (op.from === dir) entries.delete(op.fromName);
-    if (op.to === dir) entries.set(op.toName, op.inode);
-  }
-}
-
-/**
- * Makes `dir`'s pending operations durable up to and including `last`. A cross-directory
- * rename among them also commits, in the other directory, everything queued up to it: the
- * journal commits in order, and the rename is one transaction.
- */
-function commitDirOpsThrough(dir: Dir, last: DirOp): void {
-  while (dir.pending.includes(last)) {
-    const op = dir.pending.shift();
-    if (op === undefined) return;
-    applyDirOp(dir, dir.durable, op);
-    if (op.kind === 'rename' && op.from !== op.to) {
-      const other = op.from === dir ? op.to : op.from;
-      if (other.pending.includes(op)) commitDirOpsThrough(other, op);
-    }
-  }
-}
-
 // ---- Helpers --------------------------------------------------------------------------------
-
-/**
- * File bytes with spare capacity, so appends do not copy the whole file. Invariant: bytes
- * past `length` are zero, so growing (by a write past the end or a truncate) zero-fills.
- */
-class ByteBuffer {
-  #bytes: Uint8Array;
-  #length: number;
-
-  constructor(bytes: Uint8Array = new Uint8Array(0), length = 0) {
-    this.#bytes = bytes;
-    this.#length = length;
-  }
-
-  get length(): number {
-    return this.#length;
-  }
-
-  write(position: number, data: Uint8Array): void {
-    const end = position + data.length;
-    this.#ensureCapacity(end);
-    this.#bytes.set(data, position);
-    this.#length = Math.max(this.#length, end);
-  }
-
-  truncate(sizeBytes: number): void {
-    if (sizeBytes < this.#length) this.#bytes.fill(0, sizeBytes, this.#length);
-    else this.#ensureCapacity(sizeBytes);
-    this.#length = sizeBytes;
-  }
-
-  read(target: Uint8Array, offset: number, length: number, position: number): number {
-    const count = Math.max(0, Math.min(length, this.#length - position, target.length - offset));
-    target.set(this.#bytes.subarray(position, position + count), offset);
-    return count;
-  }
-
-  flipBit(byteOffset: number, bitIndex: number): void {
-    this.#bytes[byteOffset] = (this.#bytes[byteOffset] ?? 0) ^ (1 << bitIndex);
-  }
-
-  copy(): Uint8Array {
-    return this.#bytes.slice(0, this.#length);
-  }
-
-  clone(): ByteBuffer {
-    return new ByteBuffer(this.#bytes.slice(0, this.#length), this.#length);
-  }
-
-  #ensureCapacity(capacity: number): void {
-    if (capacity <= this.#bytes.length) return;
-    const grown = new Uint8Array(Math.max(capacity, this.#bytes.length * 2, MIN_CAPACITY_BYTES));
-    grown.set(this.#bytes.subarray(0, this.#length));
-    this.#bytes = grown;
-  }
-}
 
 /** Runs `fn` now and reports its outcome as a promise, like an fs call that has completed. */
 function settle<T>(fn: () => T): Promise<T> {
   // The executor runs synchronously and turns a throw into a rejection.
   return new Promise((resolve) => resolve(fn()));
-}
-
-function fsError(code: string, operation: string, path: string): Error & { code: string } {
-  return Object.assign(new Error(`${code}: ${operation} ${path}`), { code, path });
 }
 
 /** Strips './', trailing '/' and repeated '/'; '' and '.' are the relative root. */
@@ -854,16 +494,4 @@ function normalisePath(path: string): string {
 
 function baseName(path: string): string {
   return path.slice(path.lastIndexOf('/') + 1);
-}
-
-function requireCount(value: number, name: string): void {
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new FactError('FACT_INVALID_ARGUMENT', `${name} must be a non-negative integer, got ${value}`);
-  }
-}
-
-function mustGet<K, V>(map: Map<K, V>, key: K): V {
-  const value = map.get(key);
-  if (value === undefined) throw new FactError('FACT_ASSERTION', 'sim: clone lost a node');
-  return value;
 }
