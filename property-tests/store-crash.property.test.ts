@@ -1,7 +1,7 @@
 /**
  * Model-based crash test of the whole store (src/store.ts): a FactStore on a
  * SimFileSystem (WAL, sync 'always', small segments, frequent checkpoints and segment
- * deletions) and a LossyLevel (property-tests/lossy-level.ts: LevelDB that loses unsynced
+ * deletions) and a LossyLevel (src/testing/lossy-level.ts: LevelDB that loses unsynced
  * batches at a crash, with holes). fast-check generates commands: appends, stream appends with
  * right or wrong expectations, concurrent appends, idempotent retries by id, clean reopens,
  * power losses (also with appends in flight, at any microtask) and crashes inside recovery.
@@ -34,7 +34,7 @@ import { FactStore } from '../src/store.js';
 import type { EventInput, RecordedEvent, StreamAppendResult, StreamExpectation } from '../src/model/types.js';
 import type { SimCrashMode } from '../src/wal/sim-file-system.js';
 import { SimCrashError, SimFileSystem } from '../src/wal/sim-file-system.js';
-import { LossyLevel, mulberry32 } from './lossy-level.js';
+import { LossyLevel, mulberry32 } from '../src/testing/index.js';
 import { propertyParams, propertyTimeoutMs } from './settings.js';
 
 const DB = '/db';

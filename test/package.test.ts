@@ -28,14 +28,20 @@ describe('the published package', () => {
     });
   }, 120_000);
 
-  it("plain Node imports 'factstore' with its explicit export list", () => {
+  it("plain Node imports 'factstore' with its explicit export list, without test doubles", () => {
     const names = exportsOf('factstore');
-    for (const name of ['FactStore', 'Query', 'FactError', 'isFactError', 'Wal', 'SimFileSystem', 'NodeFileSystem']) expect(names).toContain(name);
+    for (const name of ['FactStore', 'Query', 'FactError', 'isFactError', 'Wal', 'NodeFileSystem']) expect(names).toContain(name);
+    for (const name of ['SimFileSystem', 'SimCrashError', 'LossyLevel', 'mulberry32']) expect(names).not.toContain(name);
   });
 
   it("plain Node imports 'factstore/wal'", () => {
     const names = exportsOf('factstore/wal');
     for (const name of ['Wal', 'Journal', 'SimFileSystem', 'NodeFileSystem', 'FactError']) expect(names).toContain(name);
+  });
+
+  it("plain Node imports 'factstore/testing': the doubles for crash tests", () => {
+    const names = exportsOf('factstore/testing');
+    expect(names).toEqual(['LossyLevel', 'SimCrashError', 'SimFileSystem', 'mulberry32']);
   });
 
   it('the built database opens, appends and reads in plain Node', () => {
