@@ -31,7 +31,7 @@ describe('the published package', () => {
   it("plain Node imports 'factstore' with its explicit export list, without test doubles", () => {
     const names = exportsOf('factstore');
     for (const name of ['FactStore', 'Query', 'FactError', 'isFactError', 'Wal', 'NodeFileSystem']) expect(names).toContain(name);
-    for (const name of ['SimFileSystem', 'SimCrashError', 'LossyLevel', 'mulberry32']) expect(names).not.toContain(name);
+    for (const name of ['SimFileSystem', 'SimCrashError', 'LossyLevel', 'SimMachine', 'mulberry32']) expect(names).not.toContain(name);
   });
 
   it("plain Node imports 'factstore/wal'", () => {
@@ -41,7 +41,22 @@ describe('the published package', () => {
 
   it("plain Node imports 'factstore/testing': the doubles for crash tests", () => {
     const names = exportsOf('factstore/testing');
-    expect(names).toEqual(['LossyLevel', 'SimCrashError', 'SimFileSystem', 'mulberry32']);
+    expect(names).toEqual(['LossyLevel', 'SimCrashError', 'SimFileSystem', 'SimMachine', 'mulberry32']);
+  });
+
+  it("factstore/testing's doubles crash a store built from dist in plain Node", () => {
+    const script = `
+      import { FactStore } from 'factstore';
+      import { SimMachine } from 'factstore/testing';
+      const machine = new SimMachine({ seed: 1 });
+      const db = await FactStore.open('/db', machine.storeOptions());
+      await db.append({ type: 'Acknowledged' });
+      await machine.crash({ dying: db });
+      const reopened = await FactStore.open('/db', machine.storeOptions());
+      console.log((await reopened.read().toArray()).map((event) => event.type).join());
+      await reopened.close();`;
+    const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
+    expect(output.trim()).toBe('Acknowledged');
   });
 
   it('the built database opens, appends and reads in plain Node', () => {
