@@ -68,7 +68,7 @@ export interface LossyWriteFault {
 }
 
 /** An error shaped like classic-level's for a LevelDB IOError status. */
-export function levelIoError(code: LossyFaultCode, file: string): Error {
+function levelIoError(code: LossyFaultCode, file: string): Error {
   return Object.assign(new Error(`IO error: ${file}: ${FAULT_MESSAGES[code]}`), { code: 'LEVEL_IO_ERROR', errno: code });
 }
 
@@ -163,7 +163,9 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
   }
 
   // ---- abstract-level private API: record every write, then let memory-level do it ------------
+  // (@internal: abstract-level calls these; they are not part of a database's public type)
 
+  /** @internal */
   async _open(): Promise<void> {
     if (this.#loaded) return;
     this.#loaded = true;
@@ -173,18 +175,21 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
     for (const batch of this.#unsynced) await base._batch.call(this, batch, {});
   }
 
+  /** @internal */
   async _put(key: Uint8Array, value: Uint8Array, options: object): Promise<void> {
     this.#checkWrite(options);
     this.#unsynced.push([{ type: 'put', key: key.slice(), value: value.slice() }]);
     await base._put.call(this, key, value, options);
   }
 
+  /** @internal */
   async _del(key: Uint8Array, options: object): Promise<void> {
     this.#checkWrite(options);
     this.#unsynced.push([{ type: 'del', key: key.slice() }]);
     await base._del.call(this, key, options);
   }
 
+  /** @internal */
   async _batch(operations: readonly { type: 'put' | 'del'; key: Uint8Array; value?: Uint8Array }[], options: object): Promise<void> {
     this.#checkWrite(options);
     const batch: LossyOp[] = operations.map((op) =>
@@ -194,7 +199,7 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
     await base._batch.call(this, operations, options);
   }
 
-  /** clear(range) as one atomic batch of deletes of the keys in the range at that moment. */
+  /** @internal clear(range) as one atomic batch of deletes of the keys in the range at that moment. */
   async _clear(options: Record<string, unknown>): Promise<void> {
     const range: Record<string, unknown> = { keyEncoding: 'view' };
     for (const name of RANGE_OPTIONS) if (options[name] !== undefined) range[name] = options[name];
