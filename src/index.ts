@@ -25,6 +25,7 @@ export {
 } from './model/validation.js';
 export { DATA_NESTING_DEPTH_MAX } from './model/cbor.js';
 export { DATA_FIELD_VALUE_SIZE_BYTES_MAX } from './model/query.js';
+export { UNAPPLIED_EVENTS_MAX, UNAPPLIED_SIZE_BYTES_MAX } from './store.js';
 export { FactError, isFactError, FactErrorCodes } from './errors.js';
 export type { FactErrorCode, FactErrorOptions } from './errors.js';
 export { Wal, NodeFileSystem } from './wal/index.js';
