@@ -29,7 +29,7 @@ function diagnosticsOf(source: string): string[] {
     types: ['node'],
     // Resolve the package to its sources, so the check needs no build.
     baseUrl: root,
-    paths: { factstore: ['src/index.ts'], 'factstore/wal': ['src/wal/index.ts'] },
+    paths: { factstore: ['src/index.ts'], 'factstore/wal': ['src/wal/index.ts'], 'factstore/testing': ['src/testing/index.ts'] },
     allowImportingTsExtensions: true,
   };
   const host = ts.createCompilerHost(options);
