@@ -25,7 +25,8 @@
 import fc from 'fast-check';
 import { MemoryLevel } from 'memory-level';
 import { describe, expect, it } from 'vitest';
-import { FactError, FactStore, Query, SimFileSystem } from '../src/index.js';
+import { FactError, FactStore, Query } from '../src/index.js';
+import { SimFileSystem } from '../src/testing/index.js';
 import type { AppendResult, EventInput, QueryItem, ReadOptions, RecordedEvent } from '../src/index.js';
 import { VIEW } from '../src/storage/level.js';
 import { matchesQuery } from '../src/model/query.js';

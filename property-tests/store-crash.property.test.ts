@@ -1,10 +1,11 @@
 /**
- * Model-based crash test of the whole store (src/store.ts): a FactStore on a
- * SimFileSystem (WAL, sync 'always', small segments, frequent checkpoints and segment
- * deletions) and a LossyLevel (property-tests/lossy-level.ts: LevelDB that loses unsynced
- * batches at a crash, with holes). fast-check generates commands: appends, stream appends with
- * right or wrong expectations, concurrent appends, idempotent retries by id, clean reopens,
- * power losses (also with appends in flight, at any microtask) and crashes inside recovery.
+ * Model-based crash test of the whole store (src/store.ts): a FactStore on a SimMachine
+ * (src/testing/sim-machine.ts), that is a SimFileSystem (WAL, sync 'always', small segments,
+ * frequent checkpoints and segment deletions) and a LossyLevel (LevelDB that loses unsynced
+ * batches at a crash, with holes) crashed at one instant. fast-check generates commands:
+ * appends, stream appends with right or wrong expectations, concurrent appends, idempotent
+ * retries by id, clean reopens, power losses (also with appends in flight, at any microtask)
+ * and crashes inside recovery.
  *
  * The model is the list of ACKNOWLEDGED appends (resolved before the crash) with their positions
  * and content. Appends in flight at a crash may or may not survive; if one does, it is there
@@ -33,8 +34,9 @@ import { INDEX_KEY_SPACES, spaceRange } from '../src/storage/keys.js';
 import { FactStore } from '../src/store.js';
 import type { EventInput, RecordedEvent, StreamAppendResult, StreamExpectation } from '../src/model/types.js';
 import type { SimCrashMode } from '../src/wal/sim-file-system.js';
-import { SimCrashError, SimFileSystem } from '../src/wal/sim-file-system.js';
-import { LossyLevel, mulberry32 } from './lossy-level.js';
+import { SimCrashError } from '../src/wal/sim-file-system.js';
+import { SimMachine } from '../src/testing/index.js';
+import type { LossyLevel } from '../src/testing/index.js';
 import { propertyParams, propertyTimeoutMs } from './settings.js';
 
 const DB = '/db';
@@ -50,7 +52,8 @@ const CATEGORIES = ['order', 'user', 'misc'] as const;
 // ------------------------------------------------------------------------------------ commands
 
 interface Config {
-  fsSeed: number;
+  /** Seeds the SimMachine (its file system and its LevelDB double). */
+  seed: number;
   segmentSizeBytes: number;
   checkpointEveryBytes: number;
   retainSegments: number;
@@ -77,8 +80,8 @@ interface WriteSpec {
 interface RecoveryCrash {
   /** Mutating fs calls recovery may make before the process dies. */
   ops: number;
-  fsSeed: number;
-  levelSeed: number;
+  /** Seeds what that crash keeps, of the disk and of LevelDB. */
+  seed: number;
 }
 
 /**
@@ -100,8 +103,8 @@ type Command =
       inFlight: WriteSpec[];
       at: CrashPoint;
       mode: SimCrashMode;
-      fsSeed: number;
-      levelSeed: number;
+      /** Seeds what the crash keeps, of the disk and of LevelDB. */
+      seed: number;
       /** Crashes inside the following recoveries, before the open that succeeds. */
       recovery: RecoveryCrash[];
     };
@@ -132,7 +135,7 @@ const writeArb: fc.Arbitrary<WriteSpec> = fc.record({
   wrongBy: fc.integer({ min: 1, max: 3 }),
 });
 
-const recoveryCrashArb: fc.Arbitrary<RecoveryCrash> = fc.record({ ops: fc.oneof(fc.nat({ max: 3 }), fc.nat({ max: 12 })), fsSeed: seedArb, levelSeed: seedArb });
+const recoveryCrashArb: fc.Arbitrary<RecoveryCrash> = fc.record({ ops: fc.oneof(fc.nat({ max: 3 }), fc.nat({ max: 12 })), seed: seedArb });
 
 const commandArb: fc.Arbitrary<Command> = fc.oneof(
   { weight: 9, arbitrary: fc.record({ c: fc.constant('write' as const), write: writeArb }) },
@@ -149,15 +152,14 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
         { weight: 1, arbitrary: fc.record({ kind: fc.constant('time' as const), ticks: fc.nat({ max: 3 }), microtasks: fc.nat({ max: 200 }) }) },
       ),
       mode: fc.oneof({ weight: 9, arbitrary: fc.constant<SimCrashMode>('power-loss') }, { weight: 1, arbitrary: fc.constant<SimCrashMode>('process') }),
-      fsSeed: seedArb,
-      levelSeed: seedArb,
+      seed: seedArb,
       recovery: fc.oneof({ weight: 3, arbitrary: fc.constant<RecoveryCrash[]>([]) }, { weight: 1, arbitrary: fc.array(recoveryCrashArb, { minLength: 1, maxLength: 3 }) }),
     }),
   },
 );
 
 const configArb: fc.Arbitrary<Config> = fc.record({
-  fsSeed: seedArb,
+  seed: seedArb,
   segmentSizeBytes: fc.constantFrom(1024, 2048),
   checkpointEveryBytes: fc.integer({ min: 512, max: 8192 }),
   retainSegments: fc.integer({ min: 0, max: 2 }),
@@ -328,8 +330,8 @@ async function pinFrom(store: FactStore, m: Model, from: number): Promise<void> 
 
 interface World {
   config: Config;
-  fs: SimFileSystem;
-  level: LossyLevel;
+  /** The WAL's SimFileSystem and the LossyLevel, crashed together. */
+  machine: SimMachine;
   store: FactStore;
   model: Model;
 }
@@ -357,10 +359,9 @@ async function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
   }
 }
 
-function openStore(w: Pick<World, 'config' | 'fs' | 'level'>): Promise<FactStore> {
+function openStore(w: Pick<World, 'config' | 'machine'>): Promise<FactStore> {
   return FactStore.open(DB, {
-    fs: w.fs,
-    level: w.level,
+    ...w.machine.storeOptions(),
     wal: { sync: 'always', segmentSizeBytes: w.config.segmentSizeBytes, retainSegments: w.config.retainSegments },
     checkpointEveryBytes: w.config.checkpointEveryBytes,
   });
@@ -445,7 +446,7 @@ async function crash(w: World, cmd: Extract<Command, { c: 'crash' }>): Promise<v
     return flight;
   });
   if (cmd.at.kind === 'ops') {
-    w.fs.crashAfterOps(cmd.at.ops);
+    w.machine.fs.crashAfterOps(cmd.at.ops);
     await withTimeout(Promise.allSettled(flights.map(({ promise }) => promise)), 'appends racing a crash');
     // A background checkpoint may still be running into the crash.
     for (let i = 0; i < 3; i++) await tick();
@@ -456,8 +457,7 @@ async function crash(w: World, cmd: Extract<Command, { c: 'crash' }>): Promise<v
 
   // ---- the process dies here, synchronously: the disk and LevelDB are frozen as they are now.
   dead = true;
-  w.fs.crashAfterOps(0);
-  const nextLevel = w.level.crash(mulberry32(cmd.levelSeed), cmd.mode);
+  const levelReport = w.machine.halt({ mode: cmd.mode, seed: cmd.seed });
   const headBefore = m.ledger.length;
   for (const { append, ok, outcome } of flights) {
     if (outcome === undefined) {
@@ -480,18 +480,16 @@ async function crash(w: World, cmd: Extract<Command, { c: 'crash' }>): Promise<v
   m.trace.push(
     `crash (${cmd.mode}, ${JSON.stringify(cmd.at)}) with ${flights.length} in flight: ` +
       flights.map(({ append }) => `${describeAppend(append)} ${append.state}`).join('; ') +
-      `; LevelDB ${JSON.stringify(nextLevel.crashReport)}`,
+      `; LevelDB ${JSON.stringify(levelReport)}`,
   );
   // Read back what the dead process acknowledged (its LevelDB still holds it in memory).
   await pinFrom(w.store, m, headBefore + 1);
   await withTimeout(Promise.allSettled(flights.map(({ promise }) => promise)), 'appends of the crashed process');
   await withTimeout(w.store.close().catch(() => undefined), 'close of the crashed store');
-  w.fs.reseed(cmd.fsSeed);
-  w.fs.crash({ mode: cmd.mode });
-  w.level = nextLevel;
+  w.machine.restart();
 
   for (const [index, recovery] of cmd.recovery.entries()) {
-    w.fs.crashAfterOps(recovery.ops);
+    w.machine.fs.crashAfterOps(recovery.ops);
     let opened: FactStore | undefined;
     let failure: unknown;
     try {
@@ -502,15 +500,12 @@ async function crash(w: World, cmd: Extract<Command, { c: 'crash' }>): Promise<v
       failure = error;
     }
     // The process dies during (or right after) recovery.
-    w.fs.crashAfterOps(0);
-    const crashedLevel = w.level.crash(mulberry32(recovery.levelSeed));
+    const levelReport = w.machine.halt({ seed: recovery.seed });
     m.trace.push(
-      `recovery crash ${index + 1} after ${recovery.ops} fs ops: ${opened ? 'open succeeded' : `open failed (${String(failure)})`}; LevelDB ${JSON.stringify(crashedLevel.crashReport)}`,
+      `recovery crash ${index + 1} after ${recovery.ops} fs ops: ${opened ? 'open succeeded' : `open failed (${String(failure)})`}; LevelDB ${JSON.stringify(levelReport)}`,
     );
     if (opened) await withTimeout(opened.close().catch(() => undefined), 'close after a recovery crash');
-    w.fs.reseed(recovery.fsSeed);
-    w.fs.crash();
-    w.level = crashedLevel;
+    w.machine.restart();
   }
   w.store = await openStore(w);
   await checkRecovered(w);
@@ -610,10 +605,10 @@ async function checkConsistency(w: World): Promise<void> {
   expect(report.ok).toBe(true);
   expect(report.events).toBe(m.ledger.length);
 
-  const before = await dump(w.level);
+  const before = await dump(w.machine.level);
   const rebuilt = await store.rebuildIndexes();
   expect(rebuilt.events).toBe(m.ledger.length);
-  const after = await dump(w.level);
+  const after = await dump(w.machine.level);
   expect(after.indexes, 'indexes equal a rebuild from the ledger').toEqual(before.indexes);
   expect(after.rest, 'a rebuild changes nothing outside the index key spaces').toEqual(before.rest);
 
@@ -646,10 +641,9 @@ async function checkConsistency(w: World): Promise<void> {
 // ------------------------------------------------------------------------------------ run
 
 async function runCommands(config: Config, commands: readonly Command[]): Promise<void> {
-  const fs = new SimFileSystem({ seed: config.fsSeed });
-  const level = new LossyLevel();
+  const machine = new SimMachine({ seed: config.seed });
   const model = newModel();
-  const w: World = { config, fs, level, model, store: await openStore({ config, fs, level }) };
+  const w: World = { config, machine, model, store: await openStore({ config, machine }) };
   try {
     for (const command of commands) {
       switch (command.c) {

@@ -44,19 +44,19 @@ export function isFactError(error: unknown, code?: FactErrorCode): error is Fact
 }
 
 /**
- * An invariant check. A failed assertion is a bug in factstore, not a handled error
+ * @internal An invariant check. A failed assertion is a bug in factstore, not a handled error
  * (TIGER_STYLE): it is a separate channel from input validation.
  */
 export function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new FactError('FACT_ASSERTION', `assertion failed: ${message}`);
 }
 
-/** Bad input: changes nothing, names the problem. */
+/** @internal Bad input: changes nothing, names the problem. */
 export function invalid(message: string, details: Record<string, unknown> = {}, cause?: unknown): FactError {
   return new FactError('FACT_INVALID_ARGUMENT', message, { details, cause });
 }
 
-/** Translates an fs error into FACT_IO, naming the operation and the file. */
+/** @internal Translates an fs error into FACT_IO, naming the operation and the file. */
 export function ioError(operation: string, path: string, cause: unknown): FactError {
   const code = (cause as { code?: unknown } | null)?.code;
   const suffix = typeof code === 'string' ? ` (${code})` : '';
@@ -66,7 +66,7 @@ export function ioError(operation: string, path: string, cause: unknown): FactEr
   });
 }
 
-/** A caught value as an Error (everything factstore throws is one; this is for foreign code). */
+/** @internal A caught value as an Error (everything factstore throws is one; this is for foreign code). */
 export function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
 }

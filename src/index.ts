@@ -27,7 +27,9 @@ export {
 } from './model/validation.js';
 export { DATA_NESTING_DEPTH_MAX } from './model/cbor.js';
 export { DATA_FIELD_VALUE_SIZE_BYTES_MAX } from './model/query.js';
+export { UNAPPLIED_EVENTS_MAX, UNAPPLIED_SIZE_BYTES_MAX } from './ledger/writer.js';
 export { FactError, isFactError, FactErrorCodes } from './errors.js';
 export type { FactErrorCode, FactErrorOptions } from './errors.js';
-export { Wal, NodeFileSystem, SimFileSystem } from './wal/index.js';
+export { Wal, NodeFileSystem } from './wal/index.js';
 export type { WalOptions, SyncMode, FileSystem } from './wal/index.js';
+// Test doubles live in factstore/testing (SimFileSystem also in factstore/wal), not here.

@@ -5,7 +5,8 @@
  */
 import { Encoder, Tag } from 'cbor-x';
 import { describe, expect, it } from 'vitest';
-import { DATA_FIELD_VALUE_SIZE_BYTES_MAX, DATA_NESTING_DEPTH_MAX, FactStore, Query, SimFileSystem } from '../src/index.js';
+import { DATA_FIELD_VALUE_SIZE_BYTES_MAX, DATA_NESTING_DEPTH_MAX, FactStore, Query } from '../src/index.js';
+import { SimFileSystem } from '../src/testing/index.js';
 import { CHUNK_EVENTS_MAX, CHUNK_KIND_APPEND_FIRST, CHUNK_KIND_UNMARKED, decodeChunk } from '../src/model/chunk.js';
 import { dataValuePrefix, KeySpace, metaKey, positionKey, spaceRange, u64 } from '../src/storage/keys.js';
 import { VIEW } from '../src/storage/level.js';

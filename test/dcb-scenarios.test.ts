@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryLevel } from 'memory-level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FactStore, isFactError, Query, SimFileSystem } from '../src/index.js';
+import { FactStore, isFactError, Query } from '../src/index.js';
+import { SimFileSystem } from '../src/testing/index.js';
 import type { AppendResult, FactStoreOptions, RecordedEvent } from '../src/index.js';
 import { VIEW } from '../src/storage/level.js';
 

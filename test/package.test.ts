@@ -1,6 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -10,6 +12,53 @@ function exportsOf(specifier: string): string[] {
   const script = `const m = await import(${JSON.stringify(specifier)}); console.log(JSON.stringify(Object.keys(m).sort()));`;
   const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
   return JSON.parse(output) as string[];
+}
+
+/** Every .d.ts file under `dir`, path → text. */
+function declarationFiles(dir: string): Map<string, string> {
+  const files = new Map<string, string>();
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile() && entry.name.endsWith('.d.ts')) {
+      const path = join(entry.parentPath, entry.name);
+      files.set(path, readFileSync(path, 'utf8'));
+    }
+  }
+  return files;
+}
+
+/**
+ * Type-checks a consumer of the three entries against dist/ (the published types, not the
+ * sources) without skipLibCheck: a public declaration that refers to something stripInternal
+ * removed fails here. Returns the diagnostics in dist/ and in the consumer.
+ */
+function publishedTypeErrors(): string[] {
+  const fileName = `${root}test/published-types-consumer.mts`;
+  const source = [
+    "import type * as main from 'factstore';",
+    "import type * as wal from 'factstore/wal';",
+    "import type * as testing from 'factstore/testing';",
+    'export type Entries = [typeof main, typeof wal, typeof testing];',
+  ].join('\n');
+  const options: ts.CompilerOptions = {
+    target: ts.ScriptTarget.ES2022,
+    lib: ['lib.es2023.d.ts', 'lib.esnext.disposable.d.ts'],
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    strict: true,
+    noEmit: true,
+    skipLibCheck: false,
+    types: ['node'],
+  };
+  const host = ts.createCompilerHost(options);
+  const readFile = host.readFile.bind(host);
+  host.readFile = (name) => (name === fileName ? source : readFile(name));
+  const fileExists = host.fileExists.bind(host);
+  host.fileExists = (name) => name === fileName || fileExists(name);
+  const program = ts.createProgram([fileName], options, host);
+  return ts
+    .getPreEmitDiagnostics(program)
+    .filter((diagnostic) => diagnostic.file !== undefined && (diagnostic.file.fileName === fileName || diagnostic.file.fileName.startsWith(`${root}dist/`)))
+    .map((diagnostic) => `${diagnostic.file!.fileName}: ${ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')}`);
 }
 
 describe('package.json', () => {
@@ -28,15 +77,45 @@ describe('the published package', () => {
     });
   }, 120_000);
 
-  it("plain Node imports 'factstore' with its explicit export list", () => {
+  it("plain Node imports 'factstore' with its explicit export list, without test doubles", () => {
     const names = exportsOf('factstore');
-    for (const name of ['FactStore', 'Query', 'FactError', 'isFactError', 'Wal', 'SimFileSystem', 'NodeFileSystem']) expect(names).toContain(name);
+    for (const name of ['FactStore', 'Query', 'FactError', 'isFactError', 'Wal', 'NodeFileSystem']) expect(names).toContain(name);
+    for (const name of ['SimFileSystem', 'SimCrashError', 'LossyLevel', 'SimMachine', 'mulberry32']) expect(names).not.toContain(name);
   });
 
   it("plain Node imports 'factstore/wal'", () => {
     const names = exportsOf('factstore/wal');
     for (const name of ['Wal', 'Journal', 'SimFileSystem', 'NodeFileSystem', 'FactError']) expect(names).toContain(name);
   });
+
+  it("plain Node imports 'factstore/testing': the doubles for crash tests", () => {
+    const names = exportsOf('factstore/testing');
+    expect(names).toEqual(['LossyLevel', 'SimCrashError', 'SimFileSystem', 'SimMachine', 'mulberry32']);
+  });
+
+  it("factstore/testing's doubles crash a store built from dist in plain Node", () => {
+    const script = `
+      import { FactStore } from 'factstore';
+      import { SimMachine } from 'factstore/testing';
+      const machine = new SimMachine({ seed: 1 });
+      const db = await FactStore.open('/db', machine.storeOptions());
+      await db.append({ type: 'Acknowledged' });
+      await machine.crash({ dying: db });
+      const reopened = await FactStore.open('/db', machine.storeOptions());
+      console.log((await reopened.read().toArray()).map((event) => event.type).join());
+      await reopened.close();`;
+    const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
+    expect(output.trim()).toBe('Acknowledged');
+  });
+
+  it('the published types (stripInternal) are complete and hold no @internal member', () => {
+    expect(publishedTypeErrors()).toEqual([]);
+    const published = [...declarationFiles(`${root}dist`).values()].join('\n');
+    // Known @internal names: Query's compiled items, errors.ts's helpers, LossyLevel's abstract-level hooks.
+    for (const internal of [/\bget compiled\(\)/, /\bfunction assert\(/, /\bfunction invalid\(/, /\b_batch\(/]) expect(published).not.toMatch(internal);
+    // …while their public neighbours are there.
+    for (const exported of [/\bclass Query\b/, /\bfunction isFactError\(/, /\bclass LossyLevel\b/, /\bfailFlush\(/]) expect(published).toMatch(exported);
+  }, 60_000);
 
   it('the built database opens, appends and reads in plain Node', () => {
     const script = `

@@ -1,11 +1,14 @@
 /**
- * The README's TypeScript examples are type-checked against the real API (strict), so the docs
- * cannot drift from the code. A block without imports gets the package's names and a `db`.
+ * The README cannot drift from the code: its TypeScript examples are type-checked against the
+ * real API (strict; a block without imports gets the package's names and a `db`), and every
+ * limit it names is exported, with the value it gives.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
+import * as main from '../src/index.js';
+import * as wal from '../src/wal/index.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const readme = readFileSync(`${root}README.md`, 'utf8');
@@ -26,7 +29,7 @@ function diagnosticsOf(source: string): string[] {
     types: ['node'],
     // Resolve the package to its sources, so the check needs no build.
     baseUrl: root,
-    paths: { factstore: ['src/index.ts'], 'factstore/wal': ['src/wal/index.ts'] },
+    paths: { factstore: ['src/index.ts'], 'factstore/wal': ['src/wal/index.ts'], 'factstore/testing': ['src/testing/index.ts'] },
     allowImportingTsExtensions: true,
   };
   const host = ts.createCompilerHost(options);
@@ -53,4 +56,41 @@ describe('README examples', () => {
       expect(diagnosticsOf(`${source}\nexport {};\n`)).toEqual([]);
     }, 60_000);
   });
+});
+
+/**
+ * The limits the README names: every backticked ALL_CAPS name ending in _MAX, _MIN, _BYTES or
+ * _MS, and every one in a paragraph that says "exported" (error codes aside).
+ */
+function readmeLimits(): Map<string, number | undefined> {
+  const limits = new Map<string, number | undefined>();
+  const codes = new Set<string>(main.FactErrorCodes);
+  for (const paragraph of readme.split(/\n\s*\n/)) {
+    const saysExported = /\bexported\b/.test(paragraph);
+    // A value follows as "`NAME` = 1,024" or "`NAME` (1024".
+    for (const match of paragraph.matchAll(/`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)`(?:\s*(?:=|\()\s*([\d,]+))?/g)) {
+      const name = match[1]!;
+      if (codes.has(name)) continue;
+      if (!saysExported && !/_(MAX|MIN|BYTES|MS)$/.test(name)) continue;
+      const value = match[2] === undefined ? undefined : Number(match[2].replaceAll(',', ''));
+      limits.set(name, limits.get(name) ?? value);
+    }
+  }
+  return limits;
+}
+
+describe('README limits', () => {
+  const limits = readmeLimits();
+
+  it('names some', () => {
+    expect([...limits.keys()]).toEqual(expect.arrayContaining(['EVENT_TYPE_SIZE_BYTES_MAX', 'UNAPPLIED_EVENTS_MAX', 'UNAPPLIED_SIZE_BYTES_MAX']));
+  });
+
+  for (const [name, value] of limits) {
+    it(`${name} is exported by 'factstore' or 'factstore/wal'${value === undefined ? '' : ` and is ${value}`}`, () => {
+      const exported = (main as Record<string, unknown>)[name] ?? (wal as Record<string, unknown>)[name];
+      expect(typeof exported, `${name} is not exported`).toBe('number');
+      if (value !== undefined) expect(exported).toBe(value);
+    });
+  }
 });

@@ -5,11 +5,11 @@
  * LevelDB's CompactRange does (the promise resolves, the next write fails), and so can writes.
  */
 import { describe, expect, it } from 'vitest';
-import { FactStore, SimFileSystem } from '../src/index.js';
+import { FactStore } from '../src/index.js';
+import { LossyLevel, SimFileSystem } from '../src/testing/index.js';
 import type { FactStoreOptions, LevelDatabase } from '../src/index.js';
 import { metaKey, u64 } from '../src/storage/keys.js';
 import { VIEW } from '../src/storage/level.js';
-import { LossyLevel } from '../property-tests/lossy-level.js';
 import { expectFactError, newMemoryLevel } from './support/backends.js';
 
 const DB = '/db';

@@ -6,8 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { FactStore, Query } from '../src/index.js';
 import { KeySpace } from '../src/storage/keys.js';
-import { SimFileSystem } from '../src/wal/sim-file-system.js';
-import { LossyLevel, mulberry32 } from '../property-tests/lossy-level.js';
+import { LossyLevel, mulberry32, SimFileSystem } from '../src/testing/index.js';
 
 const SEEDS = 40;
 const TYPES = ['A', 'B', 'C'];

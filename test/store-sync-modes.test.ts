@@ -6,8 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { FactStore } from '../src/index.js';
-import { SimFileSystem } from '../src/wal/sim-file-system.js';
-import { LossyLevel, mulberry32 } from '../property-tests/lossy-level.js';
+import { LossyLevel, mulberry32, SimFileSystem } from '../src/testing/index.js';
 import { metaKey, u64Pair } from '../src/storage/keys.js';
 import { VIEW } from '../src/storage/level.js';
 import { expectFactError } from './support/backends.js';

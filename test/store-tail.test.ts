@@ -6,7 +6,8 @@
  */
 import { MemoryLevel } from 'memory-level';
 import { describe, expect, it } from 'vitest';
-import { FactStore, Query, SimFileSystem } from '../src/index.js';
+import { FactStore, Query } from '../src/index.js';
+import { SimFileSystem } from '../src/testing/index.js';
 import type { EventInput, ReadOptions, ReadSource, RecordedEvent } from '../src/index.js';
 import { APPLY_DELAY_MS } from '../src/ledger/applier.js';
 import { UNAPPLIED_EVENTS_MAX, UNAPPLIED_SIZE_BYTES_MAX } from '../src/ledger/writer.js';

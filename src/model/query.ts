@@ -22,7 +22,7 @@ export interface QueryItem {
   data?: Readonly<Record<string, unknown>>;
 }
 
-/** A validated item, with data values in canonical CBOR form. */
+/** @internal A validated item, with data values in canonical CBOR form. */
 export interface CompiledItem {
   types: string[] | null;
   tags: string[];
@@ -172,7 +172,7 @@ export class Query {
     return this.#items;
   }
 
-  /** Data fields this query needs indexes for. */
+  /** @internal Data fields this query needs indexes for. */
   get dataFields(): string[] {
     if (this.#items === 'all') return [];
     return [...new Set(this.#items.flatMap((item) => item.data.map((entry) => entry.field)))];

@@ -13,7 +13,7 @@ export type { FileSystem, FileHandle, FileLock, OpenMode } from './file-system.j
 export { NodeFileSystem, BLOCKING_DATASYNC_LATENCY_MS_MAX } from './node-file-system.js';
 export type { NodeFileSystemOptions, DatasyncMode } from './node-file-system.js';
 export { SimFileSystem, SimCrashError } from './sim-file-system.js';
-export type { SimFault, SimFaultOp, SimFaultErrno, SimCrashReport } from './sim-file-system.js';
+export type { SimFileSystemOptions, SimCrashMode, SimCrashOptions, SimFault, SimFaultOp, SimFaultErrno, SimCrashReport } from './sim-file-system.js';
 export {
   Journal,
   JOURNAL_RECORD_TYPES,

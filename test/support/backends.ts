@@ -4,7 +4,8 @@
  */
 import { MemoryLevel } from 'memory-level';
 import { expect } from 'vitest';
-import { FactError, SimFileSystem } from '../../src/index.js';
+import { FactError } from '../../src/index.js';
+import { SimFileSystem } from '../../src/testing/index.js';
 import type { FactErrorCode, FactStoreOptions, LevelDatabase, RecordedEvent } from '../../src/index.js';
 
 /** Options to open the database at a path; the same path gets the same storage on every open. */

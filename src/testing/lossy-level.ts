@@ -1,7 +1,9 @@
 /**
  * LossyLevel: an in-memory abstract-level database (a memory-level subclass) that loses writes
  * at a simulated crash the way LevelDB 1.20 can (docs/storage-format.md, "What factstore relies
- * on from LevelDB"):
+ * on from LevelDB"). It is the LevelDB double of `factstore/testing`; memory-level is an
+ * optional peer dependency of factstore, needed only by this file: install it to use
+ * `factstore/testing`.
  *
  * - every write (put, del, array or chained batch, clear) since the last durability barrier is
  *   kept in order as one unsynced batch; a batch is atomic (all of its operations or none);
@@ -22,7 +24,7 @@
  *
  * The old object stays usable, so a "zombie" store of the crashed process can keep writing to
  * it without touching the new one. Randomness comes only from the `rng` given (seed it from a
- * generated value, see {@link mulberry32}), so a failure replays exactly.
+ * generated value, e.g. `mulberry32(seed)` of `factstore/testing`), so a failure replays exactly.
  */
 import { MemoryLevel } from 'memory-level';
 
@@ -66,7 +68,7 @@ export interface LossyWriteFault {
 }
 
 /** An error shaped like classic-level's for a LevelDB IOError status. */
-export function levelIoError(code: LossyFaultCode, file: string): Error {
+function levelIoError(code: LossyFaultCode, file: string): Error {
   return Object.assign(new Error(`IO error: ${file}: ${FAULT_MESSAGES[code]}`), { code: 'LEVEL_IO_ERROR', errno: code });
 }
 
@@ -81,13 +83,11 @@ function applyBatch(entries: Entries, batch: readonly LossyOp[]): void {
   }
 }
 
-export { mulberry32 } from '../src/wal/prng.js';
-
 export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
   /** What survives any crash. */
-  readonly #durable: Entries;
+  #durable: Entries = new Map();
   /** Batches written since the last barrier, in write order. */
-  #unsynced: LossyOp[][];
+  #unsynced: LossyOp[][] = [];
   #loaded = false;
   #barriers = 0;
   #syncWrites = 0;
@@ -95,14 +95,25 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
   #backgroundError: Error | null = null;
   #flushFault: LossyFaultCode | null = null;
   #writeFault: (LossyWriteFault & { after: number }) | null = null;
-  /** What the crash that made this database did (undefined for a fresh one). */
-  readonly crashReport: LossyCrashReport | undefined;
+  #crashReport: LossyCrashReport | undefined;
 
-  constructor(durable: Entries = new Map(), unsynced: LossyOp[][] = [], crashReport?: LossyCrashReport) {
+  /** An empty database. */
+  constructor() {
     super({ storeEncoding: 'view', keyEncoding: 'view', valueEncoding: 'view' });
-    this.#durable = new Map(durable);
-    this.#unsynced = unsynced.map((batch) => [...batch]);
-    this.crashReport = crashReport;
+  }
+
+  /** The database a crash left: `durable`, then `unsynced` (still losable) on open. */
+  static #afterCrash(durable: Entries, unsynced: readonly LossyOp[][], crashReport: LossyCrashReport): LossyLevel {
+    const db = new LossyLevel();
+    db.#durable = new Map(durable);
+    db.#unsynced = unsynced.map((batch) => [...batch]);
+    db.#crashReport = crashReport;
+    return db;
+  }
+
+  /** What the crash that made this database did (undefined for a fresh one). */
+  get crashReport(): LossyCrashReport | undefined {
+    return this.#crashReport;
   }
 
   /** Unsynced batches (for debugging output). */
@@ -152,7 +163,9 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
   }
 
   // ---- abstract-level private API: record every write, then let memory-level do it ------------
+  // (@internal: abstract-level calls these; they are not part of a database's public type)
 
+  /** @internal */
   async _open(): Promise<void> {
     if (this.#loaded) return;
     this.#loaded = true;
@@ -162,18 +175,21 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
     for (const batch of this.#unsynced) await base._batch.call(this, batch, {});
   }
 
+  /** @internal */
   async _put(key: Uint8Array, value: Uint8Array, options: object): Promise<void> {
     this.#checkWrite(options);
     this.#unsynced.push([{ type: 'put', key: key.slice(), value: value.slice() }]);
     await base._put.call(this, key, value, options);
   }
 
+  /** @internal */
   async _del(key: Uint8Array, options: object): Promise<void> {
     this.#checkWrite(options);
     this.#unsynced.push([{ type: 'del', key: key.slice() }]);
     await base._del.call(this, key, options);
   }
 
+  /** @internal */
   async _batch(operations: readonly { type: 'put' | 'del'; key: Uint8Array; value?: Uint8Array }[], options: object): Promise<void> {
     this.#checkWrite(options);
     const batch: LossyOp[] = operations.map((op) =>
@@ -183,7 +199,7 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
     await base._batch.call(this, operations, options);
   }
 
-  /** clear(range) as one atomic batch of deletes of the keys in the range at that moment. */
+  /** @internal clear(range) as one atomic batch of deletes of the keys in the range at that moment. */
   async _clear(options: Record<string, unknown>): Promise<void> {
     const range: Record<string, unknown> = { keyEncoding: 'view' };
     for (const name of RANGE_OPTIONS) if (options[name] !== undefined) range[name] = options[name];
@@ -224,7 +240,7 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
     const unsynced = this.#unsynced;
     if (mode === 'process') {
       const kept = unsynced.map((_, index) => index);
-      return new LossyLevel(this.#durable, unsynced, { mode, strategy: 'all', unsynced: unsynced.length, kept });
+      return LossyLevel.#afterCrash(this.#durable, unsynced, { mode, strategy: 'all', unsynced: unsynced.length, kept });
     }
     const draw = rng();
     // Mostly arbitrary subsets (holes), sometimes the plain cases.
@@ -241,6 +257,6 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
     }
     const durable: Entries = new Map(this.#durable);
     for (const index of kept) applyBatch(durable, unsynced[index]!);
-    return new LossyLevel(durable, [], { mode, strategy, unsynced: unsynced.length, kept });
+    return LossyLevel.#afterCrash(durable, [], { mode, strategy, unsynced: unsynced.length, kept });
   }
 }
