@@ -212,11 +212,14 @@ export class FactStore implements AsyncDisposable {
     const index = parseSource(source);
     const maintenance = this.#maintenance;
     const reads = this.#reads;
-    async function* run() {
-      if (index instanceof Query) await maintenance.ensureDataIndexes(index.dataFields);
+    // Fields once indexed stay indexed: only a read that needs a build gets the extra layer.
+    const needsBuild = index instanceof Query && !maintenance.hasDataIndexes(index.dataFields);
+    async function* afterBuild() {
+      await maintenance.ensureDataIndexes((index as Query).dataFields);
       yield* reads.scan(index, scan);
     }
-    return new EventStream(scan.signal === undefined ? run() : abortable(run(), scan.signal));
+    const run = needsBuild ? afterBuild() : reads.scan(index, scan);
+    return new EventStream(scan.signal === undefined ? run : abortable(run, scan.signal));
   }
 
   /** Stream ids, optionally of one category, in id order. */

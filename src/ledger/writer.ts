@@ -43,8 +43,10 @@ interface LoggedGroup {
   logged: Promise<number>;
 }
 
-/** An append validated and sized, not yet queued (see Writer.enqueue). */
-export type PreparedAppend = Omit<AppendRequest, 'timestamp' | 'resolve' | 'reject'>;
+/** An append validated and sized, not yet queued: enqueue stamps it and gives it its promise. */
+export type PreparedAppend = AppendRequest;
+
+const notQueued = () => undefined;
 
 export interface WriterParts {
   wal: Wal;
@@ -97,13 +99,17 @@ export class Writer {
         maxRecordSizeBytes: wal.maxRecordSizeBytes,
       });
     }
-    return { method, stream, expect, condition, events, chunksSizeBytes, versionPrefetch };
+    // One object from validation to resolution (an append's allocations show in the 64-writer case).
+    return { method, stream, expect, condition, events, chunksSizeBytes, timestamp: 0, versionPrefetch, resolve: notQueued, reject: notQueued };
   }
 
   /** Queues a prepared append (planned in queue order); resolves once it is durable. */
   enqueue(append: PreparedAppend): Promise<AppendResult | StreamAppendResult> {
     return new Promise((resolve, reject) => {
-      this.#queue.push({ ...append, timestamp: Date.now(), resolve, reject });
+      append.timestamp = Date.now();
+      append.resolve = resolve;
+      append.reject = reject;
+      this.#queue.push(append);
       this.#kick();
     });
   }
