@@ -6,7 +6,7 @@
  * set in memory journal-entries.ts; this file has the API, its validation, and compaction,
  * which stays here because it shares the journal's tail position, appends and poison state.
  */
-import { assert, FactError } from '../errors.js';
+import { assert, FactError, invalid } from '../errors.js';
 import { encodedRecordSizeBytes } from './format.js';
 import {
   carrySizeBound,
@@ -82,21 +82,22 @@ interface Refused {
   refused: Promise<void>;
 }
 
-function invalid(method: string, message: string, details: Record<string, unknown> = {}): FactError {
-  return new FactError('FACT_INVALID_ARGUMENT', `Journal.${method}: ${message}`, { details });
+/** Bad input to a Journal method: the shared invalid() of errors.ts, its message naming the method. */
+function invalidInput(method: string, message: string, details: Record<string, unknown> = {}): FactError {
+  return invalid(`Journal.${method}: ${message}`, details);
 }
 
 function byteLength(value: number | undefined, fallback: number, name: string): number {
   const resolved = value ?? fallback;
   if (!Number.isSafeInteger(resolved) || resolved < 0) {
-    throw invalid('open', `${name} must be a non-negative integer, got ${String(value)}`);
+    throw invalidInput('open', `${name} must be a non-negative integer, got ${String(value)}`);
   }
   return resolved;
 }
 
 function validateId(method: string, id: unknown): asserts id is string {
   if (!isValidId(id)) {
-    throw invalid(method, `id must be a non-empty well-formed string of at most ${MAX_JOURNAL_ID_LENGTH} characters`, {
+    throw invalidInput(method, `id must be a non-empty well-formed string of at most ${MAX_JOURNAL_ID_LENGTH} characters`, {
       id: typeof id === 'string' ? id.slice(0, 64) : typeof id,
     });
   }
@@ -108,10 +109,10 @@ function validateId(method: string, id: unknown): asserts id is string {
  * are not recorded.
  */
 function failureOf(input: JournalFailureInput): JournalFailure {
-  if (typeof input !== 'object' || input === null) throw invalid('fail', 'failure must be an object { error, retryAtMs }');
+  if (typeof input !== 'object' || input === null) throw invalidInput('fail', 'failure must be an object { error, retryAtMs }');
   const { error, retryAtMs } = input as { error: unknown; retryAtMs: unknown };
   if (typeof retryAtMs !== 'number' || !Number.isFinite(retryAtMs)) {
-    throw invalid('fail', `failure.retryAtMs must be a finite number, got ${String(retryAtMs)}`);
+    throw invalidInput('fail', `failure.retryAtMs must be a finite number, got ${String(retryAtMs)}`);
   }
   // -0 would come back as 0 after a reopen: normalise so memory equals what replay rebuilds.
   const retry = retryAtMs === 0 ? 0 : retryAtMs;
@@ -123,9 +124,9 @@ function failureOf(input: JournalFailureInput): JournalFailure {
   } else if (error instanceof Error) {
     // Any of these may have been overwritten with another kind of value.
     const { name, message, code } = error as { name: unknown; message: unknown; code?: unknown };
-    if (typeof name !== 'string' || typeof message !== 'string') throw invalid('fail', 'failure.error is an Error whose name or message is not a string');
+    if (typeof name !== 'string' || typeof message !== 'string') throw invalidInput('fail', 'failure.error is an Error whose name or message is not a string');
     if (code !== undefined && code !== null && !isErrorCode(code)) {
-      throw invalid('fail', `failure.error is an Error whose code is neither a string nor a safe integer (${typeof code})`);
+      throw invalidInput('fail', `failure.error is an Error whose code is neither a string nor a safe integer (${typeof code})`);
     }
     texts.push(name, message);
     failure = { error: message, retryAtMs: retry, errorName: name };
@@ -134,11 +135,11 @@ function failureOf(input: JournalFailureInput): JournalFailure {
       failure.errorCode = code === 0 ? 0 : code;
     }
   } else {
-    throw invalid('fail', `failure.error must be a string or an Error, got ${error === null ? 'null' : typeof error}`);
+    throw invalidInput('fail', `failure.error must be a string or an Error, got ${error === null ? 'null' : typeof error}`);
   }
   const length = texts.reduce((sum, text) => sum + text.length, 0);
   if (length > MAX_JOURNAL_ERROR_LENGTH || texts.some((text) => LONE_SURROGATE.test(text))) {
-    throw invalid('fail', `failure.error must be well-formed text of at most ${MAX_JOURNAL_ERROR_LENGTH} characters (an Error's message, name and code together), got ${length}`);
+    throw invalidInput('fail', `failure.error must be well-formed text of at most ${MAX_JOURNAL_ERROR_LENGTH} characters (an Error's message, name and code together), got ${length}`);
   }
   return failure;
 }
@@ -177,12 +178,12 @@ export class Journal implements AsyncDisposable {
 
   /** Opens (creating if needed) the journal in `dir` and rebuilds its entries from the WAL. */
   static async open(dir: string, options: JournalOptions = {}): Promise<Journal> {
-    if (typeof options !== 'object' || options === null) throw invalid('open', 'options must be an object');
+    if (typeof options !== 'object' || options === null) throw invalidInput('open', 'options must be an object');
     const { carryAfterBytes, checkpointEveryBytes, ...walOptions } = options;
     // An invalid segmentSizeBytes is rejected by Wal.open; here it only scales the defaults.
     const segmentSizeBytes = Number.isSafeInteger(options.segmentSizeBytes) ? options.segmentSizeBytes! : DEFAULT_SEGMENT_SIZE_BYTES;
     const carry = byteLength(carryAfterBytes, DEFAULT_CARRY_AFTER_SEGMENTS * segmentSizeBytes, 'carryAfterBytes');
-    if (carry < 1) throw invalid('open', 'carryAfterBytes must be at least 1');
+    if (carry < 1) throw invalidInput('open', 'carryAfterBytes must be at least 1');
     const every = byteLength(checkpointEveryBytes, DEFAULT_CHECKPOINT_EVERY_SEGMENTS * segmentSizeBytes, 'checkpointEveryBytes');
     const wal = await Wal.open(dir, walOptions);
     const journal = new Journal(wal, carry, every, options.maxRecordSizeBytes ?? DEFAULT_MAX_RECORD_SIZE_BYTES);
@@ -262,8 +263,8 @@ export class Journal implements AsyncDisposable {
   async #push(id: string, payload: Uint8Array): Promise<void> {
     this.#checkUsable('push');
     validateId('push', id);
-    if (!(payload instanceof Uint8Array)) throw invalid('push', 'payload must be a Uint8Array');
-    if (this.#entries.has(id)) throw invalid('push', `id ${JSON.stringify(id)} is already live (push it again after ack)`, { id });
+    if (!(payload instanceof Uint8Array)) throw invalidInput('push', 'payload must be a Uint8Array');
+    if (this.#entries.has(id)) throw invalidInput('push', `id ${JSON.stringify(id)} is already live (push it again after ack)`, { id });
     this.#checkCarryFits('push', id, payload, null);
     const copy = Uint8Array.prototype.slice.call(payload);
     const appended = this.#append(JOURNAL_RECORD_TYPES.push, encodePush(id, copy));
