@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { CONSUMER_COMPILER_OPTIONS, typeCheck } from './support/typecheck.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -39,25 +40,8 @@ function publishedTypeErrors(): string[] {
     "import type * as testing from 'factstore/testing';",
     'export type Entries = [typeof main, typeof wal, typeof testing];',
   ].join('\n');
-  const options: ts.CompilerOptions = {
-    target: ts.ScriptTarget.ES2022,
-    lib: ['lib.es2023.d.ts', 'lib.esnext.disposable.d.ts'],
-    module: ts.ModuleKind.NodeNext,
-    moduleResolution: ts.ModuleResolutionKind.NodeNext,
-    strict: true,
-    noEmit: true,
-    skipLibCheck: false,
-    types: ['node'],
-  };
-  const host = ts.createCompilerHost(options);
-  const readFile = host.readFile.bind(host);
-  host.readFile = (name) => (name === fileName ? source : readFile(name));
-  const fileExists = host.fileExists.bind(host);
-  host.fileExists = (name) => name === fileName || fileExists(name);
-  const program = ts.createProgram([fileName], options, host);
-  return ts
-    .getPreEmitDiagnostics(program)
-    .filter((diagnostic) => diagnostic.file !== undefined && (diagnostic.file.fileName === fileName || diagnostic.file.fileName.startsWith(`${root}dist/`)))
+  const options: ts.CompilerOptions = { ...CONSUMER_COMPILER_OPTIONS, skipLibCheck: false };
+  return typeCheck(fileName, source, options, (file) => file === fileName || file.startsWith(`${root}dist/`))
     .map((diagnostic) => `${diagnostic.file!.fileName}: ${ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')}`);
 }
 

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
+import { CONSUMER_COMPILER_OPTIONS, typeCheck } from './support/typecheck.js';
 import * as main from '../src/index.js';
 import * as wal from '../src/wal/index.js';
 
@@ -19,28 +20,14 @@ const PRELUDE = `import { FactStore, Query } from 'factstore';\ndeclare const db
 function diagnosticsOf(source: string): string[] {
   const fileName = `${root}test/readme-example.mts`;
   const options: ts.CompilerOptions = {
-    target: ts.ScriptTarget.ES2022,
-    lib: ['lib.es2023.d.ts', 'lib.esnext.disposable.d.ts'],
-    module: ts.ModuleKind.NodeNext,
-    moduleResolution: ts.ModuleResolutionKind.NodeNext,
-    strict: true,
-    noEmit: true,
+    ...CONSUMER_COMPILER_OPTIONS,
     skipLibCheck: true,
-    types: ['node'],
     // Resolve the package to its sources, so the check needs no build.
     baseUrl: root,
     paths: { factstore: ['src/index.ts'], 'factstore/wal': ['src/wal/index.ts'], 'factstore/testing': ['src/testing/index.ts'] },
     allowImportingTsExtensions: true,
   };
-  const host = ts.createCompilerHost(options);
-  const readFile = host.readFile.bind(host);
-  host.readFile = (name) => (name === fileName ? source : readFile(name));
-  const fileExists = host.fileExists.bind(host);
-  host.fileExists = (name) => name === fileName || fileExists(name);
-  const program = ts.createProgram([fileName], options, host);
-  return ts
-    .getPreEmitDiagnostics(program)
-    .filter((diagnostic) => diagnostic.file?.fileName === fileName)
+  return typeCheck(fileName, source, options, (file) => file === fileName)
     .map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n'));
 }
 
