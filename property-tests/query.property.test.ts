@@ -206,6 +206,10 @@ async function runScenario(scenario: Scenario): Promise<void> {
           expect(actual.map((event) => event.position)).toEqual(expectedRead(all, query, { from, direction: command.direction, limit: command.limit }));
           // The events themselves are the ledger's.
           for (const event of actual) expect(event).toEqual(all[event.position - 1]);
+          // toArray() reads in one batch; iterating streams: both read the same.
+          const streamed = [];
+          for await (const event of db.read({ query }, options)) streamed.push(event);
+          expect(streamed).toEqual(actual);
           break;
         }
         case 'conditional': {

@@ -218,8 +218,16 @@ export class FactStore implements AsyncDisposable {
       await maintenance.ensureDataIndexes((index as Query).dataFields);
       yield* reads.scan(index, scan);
     }
-    const run = needsBuild ? afterBuild() : reads.scan(index, scan);
-    return new EventStream(scan.signal === undefined ? run : abortable(run, scan.signal));
+    const signal = scan.signal;
+    const run = () => (needsBuild ? afterBuild() : reads.scan(index, scan));
+    const all = async () => {
+      if (needsBuild) await maintenance.ensureDataIndexes(index.dataFields);
+      const events = await reads.readAll(index, scan);
+      // As the streaming read: an abort during the read fails it rather than returning what was read.
+      signal?.throwIfAborted();
+      return events;
+    };
+    return new EventStream(() => (signal === undefined ? run() : abortable(run(), signal)), all);
   }
 
   /** Stream ids, optionally of one category, in id order. */

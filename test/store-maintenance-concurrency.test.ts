@@ -53,6 +53,12 @@ async function observe(db: FactStore) {
     category: positions(await db.read({ category: 'other' }).toArray()),
     query: positions(await db.read({ query: Query.types('B').withTags('t2') }, { limit: 20 }).toArray()),
     lastQuery: positions(await db.read({ query: Query.tags('stream:s') }, { direction: 'backward', limit: 1 }).toArray()),
+    // toArray() reads in one batch: the streaming read must agree with it.
+    queryStreamed: await (async () => {
+      const seen: number[] = [];
+      for await (const recorded of db.read({ query: Query.types('B').withTags('t2') }, { limit: 20 })) seen.push(recorded.position);
+      return seen;
+    })(),
     exotic: (await db.read({ tag: 'exotic' }).toArray()).map((event) => event.data),
   };
 }

@@ -10,7 +10,12 @@ import { prefixBounds } from '../storage/keys.js';
 import { VIEW, type LevelDatabase } from '../storage/level.js';
 import { utf8Decode, writeU64BE } from '../bytes.js';
 
-const FIRST_BATCH_ENTRIES = 8;
+/**
+ * Entries of a cursor's first LevelDB read when the read has no small limit: enough that a typical
+ * decision or tag read (tens of matches) ends in one nextv per cursor, each nextv being a hop
+ * to LevelDB's thread pool.
+ */
+export const FIRST_BATCH_ENTRIES = 32;
 const BATCH_ENTRIES_MAX = 256;
 
 export interface PositionCursor {
@@ -18,6 +23,10 @@ export interface PositionCursor {
   readonly current: IndexHit | null;
   /** Moves past the current hit. */
   next(): Promise<void>;
+  /** True when next() needs no LevelDB read: nextSync() may be called instead. */
+  readonly buffered: boolean;
+  /** next() from what is buffered; only when `buffered`. */
+  nextSync(): void;
   /** Moves to the first hit at or after `position` (forward), at or before it (backward). */
   seek(position: number): Promise<void>;
   close(): Promise<void>;
@@ -46,11 +55,19 @@ export class IndexCursor implements PositionCursor {
   #buffer: IndexHit[] = [];
   #index = 0;
   #exhausted = false;
-  #batchEntries = FIRST_BATCH_ENTRIES;
+  #batchEntries: number;
   /** Tag entries carry their event's type after the chunk position: keep only these types. */
   readonly #types: ReadonlySet<string> | null;
 
-  private constructor(db: LevelDatabase, prefix: Uint8Array, forward: boolean, from: number | undefined, types: ReadonlySet<string> | null) {
+  private constructor(
+    db: LevelDatabase,
+    prefix: Uint8Array,
+    forward: boolean,
+    from: number | undefined,
+    types: ReadonlySet<string> | null,
+    firstBatchEntries: number,
+  ) {
+    this.#batchEntries = Math.max(1, Math.min(BATCH_ENTRIES_MAX, firstBatchEntries));
     this.#prefix = prefix;
     this.#space = prefix[0]!;
     this.#keyReachPositions = isPostingSpace(this.#space) ? CHUNK_EVENTS_MAX - 1 : 0;
@@ -72,8 +89,9 @@ export class IndexCursor implements PositionCursor {
     forward: boolean,
     from: number | undefined,
     types: ReadonlySet<string> | null = null,
+    firstBatchEntries = FIRST_BATCH_ENTRIES,
   ): Promise<IndexCursor> {
-    const cursor = new IndexCursor(db, prefix, forward, from, types);
+    const cursor = new IndexCursor(db, prefix, forward, from, types, firstBatchEntries);
     await cursor.#fill();
     return cursor;
   }
@@ -85,6 +103,14 @@ export class IndexCursor implements PositionCursor {
   async next(): Promise<void> {
     this.#index++;
     if (this.#index >= this.#buffer.length) await this.#fill();
+  }
+
+  get buffered(): boolean {
+    return this.#index + 1 < this.#buffer.length || this.#exhausted;
+  }
+
+  nextSync(): void {
+    this.#index++;
   }
 
   async seek(position: number): Promise<void> {
@@ -122,9 +148,18 @@ export class IndexCursor implements PositionCursor {
     this.#index = 0;
     // With a type filter a whole batch can be skipped: read on until a hit or the end.
     while (this.#buffer.length === 0 && !this.#exhausted) {
-      const entries = await this.#iterator.nextv(this.#batchEntries);
+      const asked = this.#batchEntries;
+      let entries = await this.#iterator.nextv(asked);
       // Small first batches keep `limit: 1` reads cheap; long scans grow into large ones.
       this.#batchEntries = Math.min(BATCH_ENTRIES_MAX, this.#batchEntries * 2);
+      // Fewer entries than asked: usually the range's end. classic-level then answers the next
+      // nextv from its ended flag without a hop, and knowing the cursor exhausted lets a batch
+      // read finish from the buffer (the byte budget can cut a batch short too: then this reads on).
+      if (entries.length > 0 && entries.length < asked) {
+        const more = await this.#iterator.nextv(1);
+        if (more.length === 0) this.#exhausted = true;
+        else entries = entries.concat(more);
+      }
       if (entries.length === 0) this.#exhausted = true;
       for (const [key, value] of entries) {
         if (this.#types !== null && !this.#types.has(utf8Decode(value.subarray(8)))) continue;
@@ -163,6 +198,17 @@ export class UnionCursor implements PositionCursor {
     await Promise.all(this.#children.filter((child) => child.current?.position === current.position).map((child) => child.next()));
   }
 
+  get buffered(): boolean {
+    const current = this.current;
+    return current === null || this.#children.every((child) => child.current?.position !== current.position || child.buffered);
+  }
+
+  nextSync(): void {
+    const current = this.current;
+    if (current === null) return;
+    for (const child of this.#children) if (child.current?.position === current.position) child.nextSync();
+  }
+
   async seek(position: number): Promise<void> {
     await Promise.all(this.#children.map((child) => child.seek(position)));
   }
@@ -198,6 +244,13 @@ export class IntersectionCursor implements PositionCursor {
     await this.#children[0]!.next();
     await this.#align();
   }
+
+  /** Aligning seeks the children, which may read: only an exhausted intersection is buffered. */
+  get buffered(): boolean {
+    return this.#current === null;
+  }
+
+  nextSync(): void {}
 
   async seek(position: number): Promise<void> {
     if (this.#current === null || !before(this.#forward, this.#current.position, position)) return;

@@ -9,13 +9,17 @@ import { Query } from '../model/query.js';
 import type { RecordedEvent } from '../model/types.js';
 import { indexRange, KeySpace, nameKey, spaceRange } from '../storage/keys.js';
 import { VIEW, type LevelDatabase } from '../storage/level.js';
+import type { IndexHit } from '../indexes/entries.js';
 import type { LedgerReader, ScanOptions } from './ledger-reader.js';
+import type { PositionCursor } from './cursors.js';
 import { openQueryCursor } from './plan.js';
 import { toTailSource, type ParsedSource } from './sources.js';
 import type { UnappliedTail } from './tail.js';
 
 /** Index hits decoded per step of a query read. */
 const READ_BATCH_EVENTS = 128;
+/** Hits whose chunks one getMany of a batch read fetches: bounds a LevelDB call, not the read. */
+const BATCH_READ_HITS_MAX = 4096;
 
 /** A stream's version as LevelDB holds it (0 when it has none). */
 export async function storedStreamVersion(db: LevelDatabase, stream: string): Promise<number> {
@@ -64,6 +68,65 @@ export class MergedReads {
       if (--remaining <= 0) return;
     }
     if (forward) yield* tail.events(tailSource, true, scan.from, remaining);
+  }
+
+  /**
+   * The whole of a read as an array: what scan() yields, without a step per event. For a query
+   * or one index the hits are gathered first (from the cursors' buffers, reading LevelDB only
+   * when a buffer runs out), then the chunks they name come in one getMany and only those are
+   * decoded. The tail is snapshotted first, as in scan().
+   */
+  async readAll(index: ParsedSource, scan: ScanOptions): Promise<RecordedEvent[]> {
+    if (index === 'all' || (index instanceof Query && index.compiled === 'all')) {
+      const events: RecordedEvent[] = [];
+      for await (const event of this.scan(index, scan)) events.push(event);
+      return events;
+    }
+    scan.signal?.throwIfAborted();
+    const tail = this.#tail.snapshot(this.#appliedHead());
+    const forward = scan.direction === 'forward';
+    const tailSource = toTailSource(index);
+    const events: RecordedEvent[] = [];
+    if (!forward && !tail.isEmpty) for (const event of tail.events(tailSource, false, scan.from, scan.limit)) events.push(event);
+    const remaining = scan.limit - events.length;
+    if (remaining > 0) {
+      // LevelDB's side ends at the snapshot's applied head: what the apply moved since is in the tail.
+      const hits = await this.#storedHits(index, { ...scan, limit: remaining }, tail.appliedHead);
+      for (let first = 0; first < hits.length; first += BATCH_READ_HITS_MAX) {
+        scan.signal?.throwIfAborted();
+        for (const event of await this.#reader.events(hits.slice(first, first + BATCH_READ_HITS_MAX))) events.push(event);
+      }
+    }
+    if (forward && !tail.isEmpty) for (const event of tail.events(tailSource, true, scan.from, scan.limit - events.length)) events.push(event);
+    return events;
+  }
+
+  /** Hits of a query or index in LevelDB up to `head` (by position), at most `scan.limit`. */
+  async #storedHits(index: Query | Exclude<ParsedSource, 'all' | Query>, scan: ScanOptions, head: number): Promise<IndexHit[]> {
+    const forward = scan.direction === 'forward';
+    const hits: IndexHit[] = [];
+    if (!(index instanceof Query)) {
+      for await (const batch of this.#reader.scanIndexHits(index.space, utf8(index.name), { ...scan, limit: Number.POSITIVE_INFINITY })) {
+        for (const hit of batch) {
+          if (hit.position > head) {
+            if (forward) return hits;
+            continue;
+          }
+          hits.push(hit);
+          if (hits.length >= scan.limit) return hits;
+        }
+      }
+      return hits;
+    }
+    const items = index.compiled;
+    assert(items !== 'all', 'Query.all() reads the ledger');
+    const cursor = await openQueryCursor(this.#db, items, forward, scan.from, scan.limit);
+    try {
+      await collectHits(cursor, forward, head, scan, hits);
+    } finally {
+      await cursor.close();
+    }
+    return hits;
   }
 
   /** The event at `position`, if the store has it. */
@@ -120,7 +183,7 @@ export class MergedReads {
     const items = query.compiled;
     assert(items !== 'all', 'Query.all() reads the ledger');
     const forward = scan.direction === 'forward';
-    const cursor = await openQueryCursor(this.#db, items, forward, scan.from);
+    const cursor = await openQueryCursor(this.#db, items, forward, scan.from, scan.limit);
     let remaining = scan.limit;
     try {
       while (remaining > 0 && cursor.current !== null) {
@@ -135,6 +198,25 @@ export class MergedReads {
       }
     } finally {
       await cursor.close();
+    }
+  }
+}
+
+/**
+ * Moves `cursor` along, pushing its hits up to `head` (forward it stops there, backward it skips
+ * what lies past it) until `scan.limit` hits or the end. Steps within the cursors' buffers are
+ * synchronous; only a buffer running out awaits LevelDB.
+ */
+async function collectHits(cursor: PositionCursor, forward: boolean, head: number, scan: ScanOptions, hits: IndexHit[]): Promise<void> {
+  for (;;) {
+    const hit = cursor.current;
+    if (hit === null || hits.length >= scan.limit) return;
+    if (hit.position <= head) hits.push(hit);
+    else if (forward) return;
+    if (cursor.buffered) cursor.nextSync();
+    else {
+      scan.signal?.throwIfAborted();
+      await cursor.next();
     }
   }
 }

@@ -5,7 +5,7 @@
  */
 import { dataValuePrefix, indexPrefix, KeySpace } from '../storage/keys.js';
 import type { LevelDatabase } from '../storage/level.js';
-import { IndexCursor, IntersectionCursor, UnionCursor, type PositionCursor } from './cursors.js';
+import { FIRST_BATCH_ENTRIES, IndexCursor, IntersectionCursor, UnionCursor, type PositionCursor } from './cursors.js';
 import type { CompiledItem } from '../model/query.js';
 import { utf8 } from '../bytes.js';
 
@@ -13,8 +13,8 @@ function union(cursors: PositionCursor[], forward: boolean): PositionCursor {
   return cursors.length === 1 ? cursors[0]! : new UnionCursor(cursors, forward);
 }
 
-async function itemCursor(db: LevelDatabase, item: CompiledItem, forward: boolean, from: number | undefined): Promise<PositionCursor> {
-  const open = (prefix: Uint8Array, types: ReadonlySet<string> | null = null) => IndexCursor.open(db, prefix, forward, from, types);
+async function itemCursor(db: LevelDatabase, item: CompiledItem, forward: boolean, from: number | undefined, firstBatchEntries: number): Promise<PositionCursor> {
+  const open = (prefix: Uint8Array, types: ReadonlySet<string> | null = null) => IndexCursor.open(db, prefix, forward, from, types, firstBatchEntries);
   const criteria: PositionCursor[] = [];
   // Tags first: they are usually the most selective, and the intersection drives from its first
   // child. Tag entries carry the event type, so the first tag cursor also applies `types`.
@@ -30,13 +30,19 @@ async function itemCursor(db: LevelDatabase, item: CompiledItem, forward: boolea
   return criteria.length === 1 ? criteria[0]! : IntersectionCursor.open(criteria, forward);
 }
 
-/** A cursor over the positions matching any item, starting at `from` (inclusive) in the direction. */
+/**
+ * A cursor over the positions matching any item, starting at `from` (inclusive) in the direction.
+ * A read of at most `limit` events needs no more than `limit` entries of a lone tag or type index
+ * to start with (intersections and type filters grow their batches as they go).
+ */
 export async function openQueryCursor(
   db: LevelDatabase,
   items: readonly CompiledItem[],
   forward: boolean,
   from: number | undefined,
+  limit: number = Number.POSITIVE_INFINITY,
 ): Promise<PositionCursor> {
-  const cursors = await Promise.all(items.map((item) => itemCursor(db, item, forward, from)));
+  const firstBatchEntries = Math.min(FIRST_BATCH_ENTRIES, limit);
+  const cursors = await Promise.all(items.map((item) => itemCursor(db, item, forward, from, firstBatchEntries)));
   return union(cursors, forward);
 }
