@@ -13,6 +13,7 @@ import type { EventInput, ReadOptions, ReadSource, RecordedEvent } from '../src/
 import { matchesQuery } from '../src/model/query.js';
 
 const TYPES = ['A', 'B', 'C'];
+const APPENDS_DURING_READS = 150;
 
 function event(index: number): EventInput {
   return { type: TYPES[index % 3]!, tags: [`t${index % 5}`, `u${index % 40}`], data: { index } };
@@ -65,10 +66,11 @@ describe('batch read (toArray) equals the streaming read and brute force', () =>
 
   it('queries and single indexes, both directions, limits and from, with appends in the tail', async () => {
     // Small appends keep coming, so reads find events in the tail and the apply moving them.
+    // Bounded, so a loaded machine does not grow the store (and the brute force) without end.
     let appended = 1500;
     let stop = false;
     const appending = (async () => {
-      while (!stop) await db.append(Array.from({ length: 3 }, () => event(appended++)));
+      for (let append = 0; append < APPENDS_DURING_READS && !stop; append++) await db.append(Array.from({ length: 3 }, () => event(appended++)));
     })();
     try {
       for (const [name, query, matches] of QUERIES) {
