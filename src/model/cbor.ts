@@ -23,7 +23,10 @@ const RECORD_IDS = 0x2000;
 /** cbor-x's Error and RegExp tag: never decoded into objects, refused at append. */
 export const GENERIC_OBJECT_TAG = 27;
 
-export class CborError extends Error {}
+export class CborError extends Error {
+  /** Which item of decodeStoredItems failed, when it was one of several. */
+  item: number | undefined;
+}
 
 function fail(message: string): never {
   throw new CborError(message);
@@ -89,6 +92,43 @@ export function decodeStored(bytes: Uint8Array, options: DecodeOptions = {}): un
     const value = read();
     if (pos !== end) fail(`${end - pos} bytes after the value`);
     return value;
+  } finally {
+    src = EMPTY;
+    srcBuffer = EMPTY_BUFFER;
+    structures = [];
+    extracted = NO_STRINGS;
+    block = '';
+  }
+}
+
+/**
+ * Decodes items [from, from + count) of a sequence whose item i fills bytes[base + ends[i − 1], base + ends[i])
+ * exactly (ends[−1] = 0), each alone: record shapes are reset at every item, since each was
+ * encoded by its own cbor-x call. A failure is a CborError whose `item` says which.
+ */
+export function decodeStoredItems(bytes: Uint8Array, base: number, ends: ArrayLike<number>, from: number, count: number, options: DecodeOptions = {}): unknown[] {
+  src = bytes;
+  view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  srcBuffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) as typeof srcBuffer;
+  const native = options.nativeStrings !== false && nativeExtractStrings !== null;
+  const values: unknown[] = new Array(count);
+  let item = from;
+  try {
+    for (; item < from + count; item++) {
+      pos = base + (item === 0 ? 0 : ends[item - 1]!);
+      end = base + ends[item]!;
+      structures = [];
+      extracting = native && end - pos >= STRING_EXTRACTION_SOURCE_SIZE_BYTES_MIN;
+      extractedNext = 0;
+      extracted = NO_STRINGS;
+      blockEnd = -1;
+      values[item - from] = read();
+      if (pos !== end) fail(`${end - pos} bytes after the value`);
+    }
+    return values;
+  } catch (error) {
+    if (error instanceof CborError) error.item = item;
+    throw error;
   } finally {
     src = EMPTY;
     srcBuffer = EMPTY_BUFFER;
@@ -445,6 +485,26 @@ function readValues(structure: Structure, count: number): Record<string, unknown
  * it (a record, cbor-x's encoding of an object, is one level); tuples are `[id, type, data,
  * metadata, tags]`, so `data` and `metadata` may nest DATA_NESTING_DEPTH_MAX levels below them.
  */
+export function unstorableEventOf(bytes: Uint8Array, ends: ArrayLike<number>): { index: number; reason: string } | null {
+  src = bytes;
+  view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let index = 0;
+  try {
+    for (; index < ends.length; index++) {
+      pos = index === 0 ? 0 : ends[index - 1]!;
+      end = ends[index]!;
+      const reason = skip(-1);
+      if (reason !== null) return { index, reason };
+    }
+    return null;
+  } catch (error) {
+    return { index, reason: error instanceof Error ? error.message : String(error) };
+  } finally {
+    src = EMPTY;
+  }
+}
+
+/** unstorableEvent for one CBOR array of all tuples (the format 1–3 encoding). */
 export function unstorableEvent(bytes: Uint8Array): { index: number; reason: string } | null {
   src = bytes;
   view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
