@@ -21,6 +21,8 @@ import { VIEW } from '../src/storage/level.js';
 import { LossyLevel, mulberry32, SimFileSystem } from '../src/testing/index.js';
 import { expectFactError, newMemoryLevel } from './support/backends.js';
 import { FactError } from '../src/errors.js';
+import { Wal } from '../src/wal/index.js';
+import { WAL_RECORD_COMMIT } from '../src/storage/commit-record.js';
 
 const memoryOptions = (fs: SimFileSystem, level: LevelDatabase): FactStoreOptions => ({ fs, level, levelDurability: 'volatile' });
 
@@ -248,7 +250,7 @@ describe('upgrade from formats 1, 2 and 3 (recovery rows 5, 5a, 5c)', () => {
   it('a power loss at any write of the upgrade: the next open finishes it and reads identically', async () => {
     const fs = new SimFileSystem();
     const prepared = new LossyLevel();
-    let db = await FactStore.open('/db', { fs, level: prepared });
+    const db = await FactStore.open('/db', { fs, level: prepared });
     await populate(db);
     // More than one rewrite batch (UPGRADE_BATCH_EVENTS).
     for (let batch = 0; batch < 9; batch++) await db.append(Array.from({ length: 1000 }, (_, index) => ({ type: 'Bulk', data: { batch, index } })));
@@ -288,6 +290,42 @@ describe('upgrade from formats 1, 2 and 3 (recovery rows 5, 5a, 5c)', () => {
     }
     // The marker batch, its barrier, three rewrite batches, their barrier, the marker's delete at least.
     expect(crashedAt).toBeGreaterThanOrEqual(6);
+  });
+
+  it('a WAL record an older version logged (a chunk without checksums) is replayed as its format-4 rewrite (row 7)', async () => {
+    const fs = new SimFileSystem();
+    const level = newMemoryLevel();
+    let db = await FactStore.open('/db', memoryOptions(fs, level));
+    await populate(db);
+    const before = await everything(db);
+    await db.close();
+    // What a format-3 version would have logged next, appending one event, and crashed before applying it.
+    const donor = newMemoryLevel();
+    const other = await FactStore.open('/donor', memoryOptions(new SimFileSystem(), donor));
+    await other.append(Array.from({ length: 604 }, () => ({ type: 'Pad' })));
+    await other.appendStream('order-9', { type: 'Late', data: richData(9), tags: ['order:9'] });
+    await other.close();
+    const old = oldLayout((await ledger(donor)).get(605)!, 605, 3);
+    const payload = Buffer.alloc(12 + 4 + old.length);
+    writeU64BE(payload, 0, 605);
+    payload.writeUInt32BE(1, 8);
+    payload.writeUInt32BE(old.length, 12);
+    payload.set(old, 16);
+    const wal = await Wal.open('/db/wal', { fs });
+    await wal.append(payload, { type: WAL_RECORD_COMMIT });
+    await wal.sync();
+    await wal.close();
+
+    db = await FactStore.open('/db', memoryOptions(fs, level));
+    const stored = (await ledger(level)).get(605)!;
+    expect(isChecksummedChunk(stored)).toBe(true);
+    expect(Buffer.from(stored).equals(Buffer.from(upgradeChunk(old, 605)))).toBe(true);
+    const late = await db.read({ stream: 'order-9' }).toArray();
+    expect(late.map(({ type, data, position, streamPosition }) => ({ type, data, position, streamPosition }))).toEqual([{ type: 'Late', data: richData(9), position: 605, streamPosition: 1 }]);
+    expect((await db.read('all', { limit: 604 }).toArray())).toEqual(before.all);
+    // verify() compares the old record with its rewrite.
+    expect((await db.verify()).problems).toEqual([]);
+    await db.close();
   });
 
   it('a format-4 store refuses a format it does not know, and an older version refuses format 4 (row 5b)', async () => {
