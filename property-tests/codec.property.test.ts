@@ -26,8 +26,8 @@
 import { Decoder } from 'cbor-x';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeStored, nativeStringExtraction } from '../src/model/cbor.js';
-import { encodeTuples, type EventTuple } from '../src/model/chunk.js';
+import { decodeStored, decodeStoredItems, nativeStringExtraction } from '../src/model/cbor.js';
+import { encodeEvents, encodeTuples, type EventTuple } from '../src/model/chunk.js';
 import { propertyParams, propertyTimeoutMs } from './settings.js';
 import { canonicalBytes } from '../src/model/canonical.js';
 
@@ -192,6 +192,13 @@ describe('the ledger decoder reads strings natively and in JavaScript alike', ()
           expect(difference(native, alone, bytes)).toBeNull();
           if (!hasKeyProto(bytes)) expect(difference(native, cborx.decode(bytes), bytes)).toBeNull();
           if (wellFormed(tuples)) expect(Buffer.from(canonicalBytes(native)).equals(canonicalBytes(tuples))).toBe(true);
+          // Format 4: each event encoded alone; all at once (one extraction across the events,
+          // shapes reused within the call) and one by one read the same as the array above.
+          const events = encodeEvents(tuples);
+          const items = decodeStoredItems(events.bytes, 0, events.ends, 0, tuples.length);
+          expect(difference(items, native, bytes)).toBeNull();
+          expect(difference(decodeStoredItems(events.bytes, 0, events.ends, 0, tuples.length, { nativeStrings: false }), native, bytes)).toBeNull();
+          for (let index = tuples.length - 1; index >= 0; index--) expect(difference(decodeStoredItems(events.bytes, 0, events.ends, index, 1), [(native as unknown[])[index]], bytes)).toBeNull();
         }),
         propertyParams(DEFAULT_RUNS),
       );

@@ -25,7 +25,7 @@ import { Applier } from './ledger/applier.js';
 import { Checkpointer, DEFAULT_CHECKPOINT_EVERY_BYTES } from './ledger/checkpointer.js';
 import { ConflictCheck } from './ledger/conflicts.js';
 import { Planner } from './ledger/planner.js';
-import { checkFormat, replayWal, settleIdSeed } from './ledger/recovery.js';
+import { checkFormat, replayWal, settleIdSeed, upgradeLedger } from './ledger/recovery.js';
 import { checkCondition, type CheckedCondition } from './ledger/requests.js';
 import { MaintenanceScheduler } from './ledger/scheduler.js';
 import { LedgerState } from './ledger/state.js';
@@ -304,6 +304,8 @@ export class FactStore implements AsyncDisposable {
     state.appliedHead = replayed.head;
     state.nextPosition = replayed.head + 1;
     state.appliedLsn = replayed.appliedLsn;
+    // After the replay, which writes format-4 chunks only: what is left of an older layout is LevelDB's.
+    await upgradeLedger(db, this.#newBatch, () => this.#checkpointer.makeDurable());
     await settleIdSeed({ path: this.path, db, wal: this.#wal }, this.#ids, replayed, () => this.#checkpointer.makeDurable());
     await this.#checkpointer.checkpoint();
     if ((await db.get<Uint8Array, Uint8Array>(metaKey('rebuilding'), VIEW)) !== undefined) {

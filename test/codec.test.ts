@@ -167,7 +167,7 @@ describe('canonical comparison does not depend on key order', () => {
     const report = await db.verify();
     expect(report.problems).toEqual([]);
     await db.close();
-    expect(hex((await level.get<Uint8Array, Uint8Array>(metaKey('format'), VIEW))!)).toBe(hex(u64(3)));
+    expect(hex((await level.get<Uint8Array, Uint8Array>(metaKey('format'), VIEW))!)).toBe(hex(u64(4)));
   });
 });
 
@@ -210,7 +210,7 @@ describe('hostile or extreme input', () => {
   });
 
   it('hand-made hostile chunk bytes give FACT_CORRUPTION naming the chunk, never cycles, RegExps or huge allocations', () => {
-    const corrupt = (tuples: string) => expect(() => decodeChunk(chunkBytes(CHUNK_KIND_APPEND_FIRST, Buffer.from(tuples, 'hex')), 'L 7')).toThrow(/ledger chunk L 7/);
+    const corrupt = (tuples: string) => expect(() => decodeChunk(chunkBytes(CHUNK_KIND_APPEND_FIRST, Buffer.from(tuples, 'hex')), 7)).toThrow(/ledger chunk 7/);
     corrupt('9bffffffffffffffff'); // an array of 2^64 − 1 items
     corrupt('9a7fffffff00'); // an array of 2^31 items in one byte
     corrupt('817a7fffffff61'); // a string of 2^31 bytes
@@ -221,12 +221,12 @@ describe('hostile or extreme input', () => {
     corrupt('8185f66154f6d9e0058080'); // a record before its definition
     corrupt(''); // no events
     corrupt('8185f6f4f6a080'); // type not a string
-    expect(() => decodeChunk(new Uint8Array([9, ...new Uint8Array(18), 0x80]), 'L 8')).toThrow(/ledger chunk L 8 has an unknown kind/);
+    expect(() => decodeChunk(new Uint8Array([9, ...new Uint8Array(18), 0x80]), 8)).toThrow(/ledger chunk 8 has an unknown kind/);
     // Tags 27 (RegExp), 28/29 (shared values, cycles) and 6/51 (packed values) stay inert Tags.
     const legacy = new Encoder();
     const tagged = (tag: number, value: unknown) => new Tag(value, tag);
     const tuples = legacy.encode([[null, 'T', [tagged(28, [tagged(29, 0)]), tagged(27, ['RegExp', '(a+)+$', '']), tagged(6, 0)], {}, []]]);
-    const [[, , data]] = decodeChunk(chunkBytes(CHUNK_KIND_UNMARKED, tuples), 'L 9').tuples as unknown as [[null, string, unknown[]]];
+    const [[, , data]] = decodeChunk(chunkBytes(CHUNK_KIND_UNMARKED, tuples), 9).tuples as unknown as [[null, string, unknown[]]];
     expect(data[0]).toBeInstanceOf(Tag);
     expect(((data[0] as Tag).value as Tag[])[0]).toBeInstanceOf(Tag);
     expect(data[1]).toBeInstanceOf(Tag);
@@ -243,17 +243,17 @@ describe('hostile or extreme input', () => {
     const strings = Array.from({ length: 300 }, (_, index) => `string ${index}`);
     const first = Buffer.concat([Buffer.from('8185f6', 'hex'), eightByteLength, Buffer.from('f6a080', 'hex')]);
     const later = Buffer.concat([Buffer.from('8185f66154', 'hex'), Buffer.from('99012d', 'hex'), ...strings.map(text), eightByteLength, Buffer.from('a080', 'hex')]);
-    expect(decodeChunk(chunkBytes(CHUNK_KIND_APPEND_FIRST, first), 'L 2').tuples).toEqual([[null, long, null, new Map(), []]]);
-    expect(decodeChunk(chunkBytes(CHUNK_KIND_APPEND_FIRST, later), 'L 3').tuples).toEqual([[null, 'T', [...strings, long], new Map(), []]]);
+    expect(decodeChunk(chunkBytes(CHUNK_KIND_APPEND_FIRST, first), 2).tuples).toEqual([[null, long, null, new Map(), []]]);
+    expect(decodeChunk(chunkBytes(CHUNK_KIND_APPEND_FIRST, later), 3).tuples).toEqual([[null, 'T', [...strings, long], new Map(), []]]);
     // A string longer than the bytes left, after enough bytes to be read natively.
     const cut = Buffer.concat([Buffer.from('8185f6', 'hex'), text(long), Buffer.from('78c8', 'hex'), Buffer.from(long)]);
-    expect(() => decodeChunk(chunkBytes(CHUNK_KIND_APPEND_FIRST, cut), 'L 4')).toThrow(/ledger chunk L 4 does not decode/);
+    expect(() => decodeChunk(chunkBytes(CHUNK_KIND_APPEND_FIRST, cut), 4)).toThrow(/ledger chunk 4 does not decode/);
   });
 
   it('a format-2 chunk written by cbor-x (the encoder of every version) reads back identically', () => {
     const data = { a: [1, 2.5, 'x', null, true], when: new Date(86_400_000), bytes: Uint8Array.of(7), big: -(2n ** 80n), map: new Map([[1, { b: 2 }]]), set: new Set(['s']), none: undefined, f32: new Float32Array([1.5]) };
     const tuples = new Encoder().encode([['id-1', 'T', data, { m: 1 }, ['t']], [null, 'U', { a: [3] }, {}, []]]);
-    expect(decodeChunk(chunkBytes(CHUNK_KIND_UNMARKED, tuples), 'L 1').tuples).toEqual([
+    expect(decodeChunk(chunkBytes(CHUNK_KIND_UNMARKED, tuples), 1).tuples).toEqual([
       ['id-1', 'T', data, { m: 1 }, ['t']],
       [null, 'U', { a: [3] }, {}, []],
     ]);

@@ -1410,7 +1410,7 @@ describe('FactStore recovery (memory-level + SimFileSystem)', () => {
     expect((await reopened.verify()).ok).toBe(true);
     await reopened.close();
     expect(await dumpIndexes(level)).toEqual(expected);
-    expect(readU64BE((await level.get<Uint8Array, Uint8Array>(metaKey("format"), VIEW))!, 0)).toBe(3);
+    expect(readU64BE((await level.get<Uint8Array, Uint8Array>(metaKey("format"), VIEW))!, 0)).toBe(4);
     expect(await level.get<Uint8Array, Uint8Array>(metaKey('rebuilding'), VIEW)).toBeUndefined();
   });
 

@@ -24,7 +24,7 @@ export async function* ledgerChunks(db: LevelDatabase, range: ChunkRange = {}): 
   };
   for await (const [key, value] of db.iterator<Uint8Array, Uint8Array>({ ...VIEW, ...bounds, snapshot: range.snapshot })) {
     const first = readU64BE(key, 1);
-    yield { first, bytes: value, chunk: decodeChunk(value, String(first)) };
+    yield { first, bytes: value, chunk: decodeChunk(value, first) };
   }
 }
 

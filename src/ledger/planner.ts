@@ -5,7 +5,7 @@
  */
 import { readU64BE, utf8 } from '../bytes.js';
 import { assert, FactError, invalid } from '../errors.js';
-import { CHUNK_KIND_APPEND_CONTINUED, CHUNK_KIND_APPEND_FIRST, decodeTuples, type DecodedChunk, type EventTuple } from '../model/chunk.js';
+import { CHUNK_KIND_APPEND_CONTINUED, CHUNK_KIND_APPEND_FIRST, decodeEncodedEvents, type DecodedChunk, type EventTuple } from '../model/chunk.js';
 import type { GeneratedIds } from '../model/ids.js';
 import type { RecordedEvent, StreamExpectation } from '../model/types.js';
 import type { LedgerReader } from '../query/ledger-reader.js';
@@ -166,10 +166,10 @@ export class Planner {
     for (const chunk of request.events.chunks) {
       // Data indexes and condition checks must see what the ledger holds (the bytes encoded when
       // append was called), not the caller's objects: changed since, or not round-tripping.
-      const tuples = applyDataFields.length > 0 ? decodeTuples(chunk.tuplesBytes, `planned at position ${chunkFirst}`) : chunk.tuples;
+      const tuples = applyDataFields.length > 0 ? decodeEncodedEvents(chunk.events, `the chunk planned at position ${chunkFirst}`) : chunk.tuples;
       const kind = chunkFirst === firstPosition ? CHUNK_KIND_APPEND_FIRST : CHUNK_KIND_APPEND_CONTINUED;
       const header = { kind, timestamp: request.timestamp, stream: request.stream, firstStreamPosition: request.stream === '' ? 0 : chunkStreamPosition, tuples };
-      chunks.push({ firstPosition: chunkFirst, header, streamBytes, tuplesBytes: chunk.tuplesBytes });
+      chunks.push({ firstPosition: chunkFirst, header, streamBytes, events: chunk.events });
       chunkFirst += chunk.tuples.length;
       chunkStreamPosition += chunk.tuples.length;
     }
@@ -257,7 +257,7 @@ function settleRetry(request: AppendRequest, existing: (number | undefined)[], s
   const { events } = request;
   const stored = existing.map((position) => (position === undefined ? undefined : storedEvents.get(position)));
   // Compared as the ledger would hold them: the decoded bytes, not the caller's objects.
-  const tuples = events.chunks.flatMap((chunk) => decodeTuples(chunk.tuplesBytes, `of the retried ${request.method}`));
+  const tuples = events.chunks.flatMap((chunk) => decodeEncodedEvents(chunk.events, `the retried ${request.method}`));
   const mismatch = tuples.findIndex((tuple, index) => {
     const event = stored[index];
     return event === undefined || !sameEvent(tuple, request.stream, event) || (index > 0 && event.position !== stored[index - 1]!.position + 1);

@@ -6,16 +6,16 @@
 import { readU64BE } from '../bytes.js';
 import { FactError } from '../errors.js';
 import { forEachIndexEntry } from '../indexes/entries.js';
-import { decodeChunk } from '../model/chunk.js';
+import { decodeChunk, isChecksummedChunk, upgradeChunk } from '../model/chunk.js';
 import { ID_SEED_SIZE_BYTES, newIdSeed, type GeneratedIds } from '../model/ids.js';
 import type { BoundBarrier } from '../storage/barrier.js';
 import { decodeCommit, WAL_RECORD_COMMIT, WAL_RECORD_ID_SEED } from '../storage/commit-record.js';
-import { ledgerKey, metaKey, u64, u64Pair } from '../storage/keys.js';
+import { KeySpace, ledgerKey, metaKey, spaceRange, u64, u64Pair } from '../storage/keys.js';
 import { VIEW, type BatchFactory, type ByteArena, type LevelDatabase } from '../storage/level.js';
 import { readRecordedDataFields } from '../storage/meta.js';
 import type { Wal } from '../wal/wal.js';
 
-export const STORAGE_FORMAT_VERSION = 3;
+export const STORAGE_FORMAT_VERSION = 4;
 /** Formats whose ledger this version reads and whose indexes it rebuilds on open (1: one type, category and stream entry per event). */
 const INDEX_UPGRADABLE_FORMAT_VERSIONS: readonly number[] = [1];
 /**
@@ -23,9 +23,13 @@ const INDEX_UPGRADABLE_FORMAT_VERSIONS: readonly number[] = [1];
  * another canonical form (2: unsorted keys); with data fields, all indexes are rebuilt on open.
  */
 const DATA_INDEX_UPGRADABLE_FORMAT_VERSIONS: readonly number[] = [2];
+/** Formats whose chunks lack checksums: their ledger is rewritten in the format-4 layout on open (upgradeLedger). */
+const LEDGER_UPGRADABLE_FORMAT_VERSIONS: readonly number[] = [1, 2, 3];
 const REPLAY_BATCH_EVENTS = 4096;
+/** Events per batch of the ledger upgrade's rewrite. */
+export const UPGRADE_BATCH_EVENTS = 4096;
 
-/** Recovery rows 4, 5 and 5b. */
+/** Recovery rows 4, 5, 5a and 5b. */
 export async function checkFormat(db: LevelDatabase, path: string, barrier: BoundBarrier): Promise<void> {
   const format = await db.get<Uint8Array, Uint8Array>(metaKey('format'), VIEW);
   if (format === undefined) {
@@ -33,18 +37,51 @@ export async function checkFormat(db: LevelDatabase, path: string, barrier: Boun
     return;
   }
   const version = readU64BE(format, 0);
-  if (INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(version) || (DATA_INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(version) && (await readRecordedDataFields(db)).length > 0)) {
-    // Same ledger, older index layout: the durable marker makes the rebuild at the end of
-    // recovery (row 9) happen even if this open is cut short after the new version is recorded.
-    await db.put<Uint8Array, Uint8Array>(metaKey('rebuilding'), new Uint8Array(0), VIEW);
-    await barrier();
-    await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
-  } else if (DATA_INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(version)) {
-    // No data-field index: nothing derived from a canonical form, the rest reads as it is.
-    await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
-  } else if (version !== STORAGE_FORMAT_VERSION) {
+  if (version === STORAGE_FORMAT_VERSION) return;
+  if (!LEDGER_UPGRADABLE_FORMAT_VERSIONS.includes(version)) {
     throw new FactError('FACT_CORRUPTION', `database ${path} has storage format ${version}; this version reads ${STORAGE_FORMAT_VERSION}`);
   }
+  // One batch, made durable before anything is rewritten: the markers make the ledger rewrite
+  // (upgradeLedger) and the index rebuild (row 9) happen even if this open is cut short, and
+  // format 4 keeps older versions (which cannot read kinds 4–6) from opening the store meanwhile.
+  const rebuild = INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(version) || (DATA_INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(version) && (await readRecordedDataFields(db)).length > 0);
+  const markers = rebuild ? ['upgrading', 'rebuilding'] : ['upgrading'];
+  await db.batch<Uint8Array, Uint8Array>(
+    [...markers.map((name) => ({ type: 'put' as const, key: metaKey(name), value: new Uint8Array(0) })), { type: 'put' as const, key: metaKey('format'), value: u64(STORAGE_FORMAT_VERSION) }],
+    VIEW,
+  );
+  await barrier();
+}
+
+/**
+ * Recovery row 5c: under `M upgrading`, rewrites every chunk without checksums (kinds 1–3) in the
+ * format-4 layout, in place (same key, same events; one already rewritten is skipped, so a rerun
+ * after a crash only finishes the job), then makes it durable and deletes the marker. Readers
+ * decode both layouts to the same events, so nothing waits for it but the open. Returns the
+ * chunks rewritten.
+ */
+export async function upgradeLedger(db: LevelDatabase, newBatch: BatchFactory, barrier: BoundBarrier): Promise<number> {
+  if ((await db.get<Uint8Array, Uint8Array>(metaKey('upgrading'), VIEW)) === undefined) return 0;
+  let batch = newBatch();
+  let inBatch = 0;
+  let rewritten = 0;
+  for await (const [key, value] of db.iterator<Uint8Array, Uint8Array>({ ...VIEW, ...spaceRange(KeySpace.ledger) })) {
+    if (isChecksummedChunk(value)) continue;
+    const first = readU64BE(key, 1);
+    const upgraded = upgradeChunk(value, first);
+    batch.put(key, upgraded);
+    rewritten++;
+    inBatch += decodeChunk(upgraded, first).tuples.length;
+    if (inBatch >= UPGRADE_BATCH_EVENTS) {
+      await batch.write();
+      batch = newBatch();
+      inBatch = 0;
+    }
+  }
+  await batch.write();
+  await barrier();
+  await db.del<Uint8Array>(metaKey('upgrading'), VIEW);
+  return rewritten;
 }
 
 export interface Replayed {
@@ -114,8 +151,12 @@ export async function replayWal({ path, db, wal, newBatch, arena, dataFields }: 
       });
     }
     let position = commit.firstPosition;
-    for (const bytes of commit.chunks) {
-      const decoded = decodeChunk(bytes, `in WAL record ${record.lsn}`);
+    for (const logged of commit.chunks) {
+      const where = `ledger chunk ${position} in WAL record ${record.lsn}`;
+      // A record an older version logged holds a chunk without checksums: LevelDB gets it in the
+      // format-4 layout, so it never holds one after the upgrade (see "Recovery", row 7).
+      const bytes = upgradeChunk(logged, position, where);
+      const decoded = decodeChunk(bytes, position, where);
       batch.put(ledgerKey(position, arena.allocate), bytes);
       forEachIndexEntry(decoded, position, (key, value) => batch.put(key, value), dataFields, true, arena.allocate);
       position += decoded.tuples.length;

@@ -1,6 +1,6 @@
 /** An append as the writer queues, plans and logs it. */
 import { invalid } from '../errors.js';
-import type { DecodedChunk } from '../model/chunk.js';
+import type { DecodedChunk, EncodedEvents } from '../model/chunk.js';
 import { Query, type AppendCondition } from '../model/query.js';
 import type { AppendResult, StreamAppendResult, StreamExpectation } from '../model/types.js';
 import type { PreparedEvents } from '../model/validation.js';
@@ -39,7 +39,7 @@ export interface PlannedChunk {
   /** The header, and the tuples as the ledger holds them. */
   header: DecodedChunk;
   streamBytes: Uint8Array;
-  tuplesBytes: Uint8Array;
+  events: EncodedEvents;
 }
 
 export interface PlannedAppend {

@@ -90,7 +90,7 @@ export class Writer {
     const events = prepareEvents(input, method);
     const streamSizeBytes = Buffer.byteLength(stream);
     let chunksSizeBytes = 0;
-    for (const chunk of events.chunks) chunksSizeBytes += commitChunkSizeBytes(streamSizeBytes, chunk.tuplesBytes.length);
+    for (const chunk of events.chunks) chunksSizeBytes += commitChunkSizeBytes(streamSizeBytes, chunk.events.ends.length, chunk.events.bytes.length);
     const recordBytes = commitSizeBytes(chunksSizeBytes);
     if (recordBytes > wal.maxRecordSizeBytes) {
       // Refused before it reaches the WAL, which would refuse it by failing for good.

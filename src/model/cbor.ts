@@ -23,7 +23,10 @@ const RECORD_IDS = 0x2000;
 /** cbor-x's Error and RegExp tag: never decoded into objects, refused at append. */
 export const GENERIC_OBJECT_TAG = 27;
 
-export class CborError extends Error {}
+export class CborError extends Error {
+  /** Which item of decodeStoredItems failed, when it was one of several. */
+  item: number | undefined;
+}
 
 function fail(message: string): never {
   throw new CborError(message);
@@ -37,6 +40,11 @@ let pos = 0;
 let srcBuffer = Buffer.alloc(0) as Buffer & { utf8Slice(start: number, end: number): string; latin1Slice(start: number, end: number): string };
 let end = 0;
 let structures: (Structure | undefined)[] = [];
+/** The last definition of each record id in this decodeStoredItems call (its key-list bytes in src); see readRecordDefinition. */
+let definitions: ({ start: number; end: number; structure: Structure } | undefined)[] = [];
+let caching = false;
+/** Where native string extraction may read to: the item's end, or the end of all items of a decodeStoredItems call. */
+let extractionEnd = 0;
 
 /**
  * cbor-extract's native `extractStrings(start, end, firstLength, source)`, the one cbor-x reads
@@ -81,6 +89,7 @@ export function decodeStored(bytes: Uint8Array, options: DecodeOptions = {}): un
   pos = 0;
   srcBuffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) as typeof srcBuffer;
   end = bytes.length;
+  extractionEnd = end;
   structures = [];
   extracting = options.nativeStrings !== false && nativeExtractStrings !== null && end >= STRING_EXTRACTION_SOURCE_SIZE_BYTES_MIN;
   extractedNext = 0;
@@ -90,6 +99,50 @@ export function decodeStored(bytes: Uint8Array, options: DecodeOptions = {}): un
     if (pos !== end) fail(`${end - pos} bytes after the value`);
     return value;
   } finally {
+    src = EMPTY;
+    srcBuffer = EMPTY_BUFFER;
+    structures = [];
+    extracted = NO_STRINGS;
+    block = '';
+  }
+}
+
+/**
+ * Decodes items [from, from + count) of a sequence whose item i fills bytes[base + ends[i − 1], base + ends[i])
+ * exactly (ends[−1] = 0), each alone: record shapes are reset at every item, since each was
+ * encoded by its own cbor-x call. A failure is a CborError whose `item` says which.
+ */
+export function decodeStoredItems(bytes: Uint8Array, base: number, ends: ArrayLike<number>, from: number, count: number, options: DecodeOptions = {}): unknown[] {
+  src = bytes;
+  view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  srcBuffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) as typeof srcBuffer;
+  // The items are adjacent CBOR, so one native extraction reads the strings of many of them in
+  // order, as for one array; record shapes are reset at every item.
+  extractionEnd = base + ends[from + count - 1]!;
+  const firstStart = base + (from === 0 ? 0 : ends[from - 1]!);
+  extracting = options.nativeStrings !== false && nativeExtractStrings !== null && extractionEnd - firstStart >= STRING_EXTRACTION_SOURCE_SIZE_BYTES_MIN;
+  extractedNext = 0;
+  extracted = NO_STRINGS;
+  blockEnd = -1;
+  const values: unknown[] = new Array(count);
+  let item = from;
+  definitions = [];
+  caching = true;
+  try {
+    for (; item < from + count; item++) {
+      pos = base + (item === 0 ? 0 : ends[item - 1]!);
+      end = base + ends[item]!;
+      structures = [];
+      values[item - from] = read();
+      if (pos !== end) fail(`${end - pos} bytes after the value`);
+    }
+    return values;
+  } catch (error) {
+    if (error instanceof CborError) error.item = item;
+    throw error;
+  } finally {
+    definitions = [];
+    caching = false;
     src = EMPTY;
     srcBuffer = EMPTY_BUFFER;
     structures = [];
@@ -242,7 +295,7 @@ function readText(start: number, stop: number): string {
  */
 function extractStringsFrom(start: number, stop: number): string | string[] | null {
   try {
-    const extraction = nativeExtractStrings!(start, end, stop - start, srcBuffer);
+    const extraction = nativeExtractStrings!(start, extractionEnd, stop - start, srcBuffer);
     if (typeof extraction === 'string' || (Array.isArray(extraction) && extraction.length > 0)) return extraction;
   } catch {
     // fall through
@@ -375,12 +428,32 @@ function readRecordDefinition(): unknown {
   const id = read();
   if (typeof id !== 'number' || id < RECORD_ID_FIRST || id >= RECORD_ID_FIRST + RECORD_IDS) fail(`record id ${String(id)}`);
   const keysStart = pos;
-  const keys = read();
-  if (!Array.isArray(keys) || !keys.every((key) => typeof key === 'string')) fail('record keys that are not strings');
-  if (length - 2 > keys.length) fail(`a record of ${length - 2} values for ${keys.length} keys`);
-  const structure = structureOf(keys, srcBuffer.latin1Slice(keysStart, pos));
+  // Format-4 events are encoded alone, so each defines its shapes again: within one
+  // decodeStoredItems call, a definition whose key-list bytes equal the last one of its id reuses its structure.
+  const cached = definitions[id - RECORD_ID_FIRST];
+  let structure: Structure;
+  if (cached !== undefined && sameKeyBytes(cached.start, cached.end, keysStart)) {
+    structure = cached.structure;
+    // Native extraction hands out the key strings in sequence: they are read (and dropped) then.
+    if (extracting) read();
+    else pos = keysStart + cached.end - cached.start;
+  } else {
+    const keys = read();
+    if (!Array.isArray(keys) || !keys.every((key) => typeof key === 'string')) fail('record keys that are not strings');
+    structure = structureOf(keys, srcBuffer.latin1Slice(keysStart, pos));
+    if (caching) definitions[id - RECORD_ID_FIRST] = { start: keysStart, end: pos, structure };
+  }
+  if (length - 2 > structure.keys.length) fail(`a record of ${length - 2} values for ${structure.keys.length} keys`);
   structures[id - RECORD_ID_FIRST] = structure;
   return readValues(structure, length - 2);
+}
+
+/** Whether src[at, at + (end − start)) equals src[start, end) and lies within the current item. */
+function sameKeyBytes(start: number, stop: number, at: number): boolean {
+  const length = stop - start;
+  if (at + length > end) return false;
+  for (let index = 0; index < length; index++) if (src[start + index] !== src[at + index]) return false;
+  return true;
 }
 
 function readRecord(structure: Structure | undefined, tag: number): unknown {
@@ -445,6 +518,26 @@ function readValues(structure: Structure, count: number): Record<string, unknown
  * it (a record, cbor-x's encoding of an object, is one level); tuples are `[id, type, data,
  * metadata, tags]`, so `data` and `metadata` may nest DATA_NESTING_DEPTH_MAX levels below them.
  */
+export function unstorableEventOf(bytes: Uint8Array, ends: ArrayLike<number>): { index: number; reason: string } | null {
+  src = bytes;
+  view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let index = 0;
+  try {
+    for (; index < ends.length; index++) {
+      pos = index === 0 ? 0 : ends[index - 1]!;
+      end = ends[index]!;
+      const reason = skip(-1);
+      if (reason !== null) return { index, reason };
+    }
+    return null;
+  } catch (error) {
+    return { index, reason: error instanceof Error ? error.message : String(error) };
+  } finally {
+    src = EMPTY;
+  }
+}
+
+/** unstorableEvent for one CBOR array of all tuples (the format 1–3 encoding). */
 export function unstorableEvent(bytes: Uint8Array): { index: number; reason: string } | null {
   src = bytes;
   view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);

@@ -1,8 +1,8 @@
 /** Input validation of the public methods: bad input gets FACT_INVALID_ARGUMENT and changes nothing. */
 import { FactError, invalid } from '../errors.js';
 import type { EventInput, ReadOptions, StreamExpectation } from './types.js';
-import { unstorableEvent } from './cbor.js';
-import { CHUNK_EVENTS_MAX, encodeTuples, type EventTuple } from './chunk.js';
+import { unstorableEventOf } from './cbor.js';
+import { CHUNK_EVENTS_MAX, encodeEvents, type EncodedEvents, type EventTuple } from './chunk.js';
 
 export const EVENT_TYPE_SIZE_BYTES_MAX = 256;
 export const TAG_SIZE_BYTES_MAX = 1024;
@@ -67,8 +67,8 @@ function describe(value: unknown): string {
 }
 
 export interface PreparedEvents {
-  /** Event tuples split into chunks of at most CHUNK_EVENTS_MAX, each encoded once. */
-  chunks: { tuples: EventTuple[]; tuplesBytes: Uint8Array }[];
+  /** Event tuples split into chunks of at most CHUNK_EVENTS_MAX, each event encoded once, alone. */
+  chunks: { tuples: EventTuple[]; events: EncodedEvents }[];
   /** The caller's ids; null where the store generates the id (from the position, when planned). */
   ids: (string | null)[];
   /** Whether the caller chose any id (only then can an append be a retry or reuse a stored id). */
@@ -111,16 +111,16 @@ export function prepareEvents(input: unknown, method: string): PreparedEvents {
   const chunks: PreparedEvents['chunks'] = [];
   for (let start = 0; start < tuples.length; start += CHUNK_EVENTS_MAX) {
     const slice = tuples.length <= CHUNK_EVENTS_MAX ? tuples : tuples.slice(start, start + CHUNK_EVENTS_MAX);
-    let tuplesBytes: Uint8Array;
+    let events: EncodedEvents;
     try {
-      tuplesBytes = encodeTuples(slice);
+      events = encodeEvents(slice);
     } catch (cause) {
       throw invalid(`${method}: event data or metadata cannot be encoded as CBOR`, {}, cause);
     }
     // What reads could not rebuild exactly would make its chunk unreadable or wrong: refused here.
-    const unstorable = unstorableEvent(tuplesBytes);
+    const unstorable = unstorableEventOf(events.bytes, events.ends);
     if (unstorable !== null) throw invalid(`${method}: event ${start + unstorable.index} cannot be stored: ${unstorable.reason}`, { index: start + unstorable.index });
-    chunks.push({ tuples: slice, tuplesBytes });
+    chunks.push({ tuples: slice, events });
   }
   return { chunks, ids, callerIds: callerIdCount > 0, count: tuples.length };
 }

@@ -3,7 +3,7 @@
  * of the chunks its entries name. Everything streams through iterators in bounded batches.
  */
 import { FactError } from '../errors.js';
-import { CHUNK_EVENTS_MAX, decodeChunk, recordedEvent, type DecodedChunk } from '../model/chunk.js';
+import { CHUNK_EVENTS_MAX, decodeChunk, openChunk, recordedEvent, recordedEventOf, type ChunkView, type DecodedChunk } from '../model/chunk.js';
 import { entryHits, isPostingSpace, streamEntryRange, type IndexHit } from '../indexes/entries.js';
 import { indexKey, indexRange, KeySpace, ledgerKey, spaceRange } from '../storage/keys.js';
 import { VIEW, type LevelDatabase } from '../storage/level.js';
@@ -30,12 +30,9 @@ export class LedgerReader {
     this.#ids = ids;
   }
 
-  /**
-   * The chunks at `firstPositions`, each decoded once. Never cached across calls: the events
-   * handed out share the decoded values, which a caller may change.
-   */
-  async chunks(firstPositions: readonly number[]): Promise<Map<number, DecodedChunk>> {
-    const found = new Map<number, DecodedChunk>();
+  /** The stored bytes of the chunks at `firstPositions`; an index naming a missing chunk is corruption. */
+  async #chunkValues(firstPositions: readonly number[]): Promise<Map<number, Uint8Array>> {
+    const found = new Map<number, Uint8Array>();
     const missing = [...new Set(firstPositions)];
     if (missing.length > 0) {
       const values = await this.#db.getMany<Uint8Array, Uint8Array>(missing.map((position) => ledgerKey(position)), VIEW);
@@ -46,16 +43,40 @@ export class LedgerReader {
             details: { chunk: first },
           });
         }
-        found.set(first, decodeChunk(value, String(first)));
+        found.set(first, value);
       }
     }
     return found;
   }
 
-  /** Events of positions `hits` (in the given order). */
+  /**
+   * The chunks at `firstPositions`, each decoded once. Never cached across calls: the events
+   * handed out share the decoded values, which a caller may change.
+   */
+  async chunks(firstPositions: readonly number[]): Promise<Map<number, DecodedChunk>> {
+    const decoded = new Map<number, DecodedChunk>();
+    for (const [first, value] of await this.#chunkValues(firstPositions)) decoded.set(first, decodeChunk(value, first));
+    return decoded;
+  }
+
+  /** Events of positions `hits` (in the given order): only these events are decoded (and their checksums verified). */
   async events(hits: readonly IndexHit[]): Promise<RecordedEvent[]> {
-    const chunks = await this.chunks(hits.map((hit) => hit.chunk));
-    return hits.map((hit) => recordedEvent(chunks.get(hit.chunk)!, hit.chunk, hit.position - hit.chunk, this.#ids));
+    const values = await this.#chunkValues(hits.map((hit) => hit.chunk));
+    const views = new Map<number, ChunkView>();
+    return hits.map((hit) => {
+      let view = views.get(hit.chunk);
+      if (view === undefined) {
+        view = openChunk(values.get(hit.chunk)!, hit.chunk);
+        views.set(hit.chunk, view);
+      }
+      const index = hit.position - hit.chunk;
+      if (index >= view.count) {
+        throw new FactError('FACT_CORRUPTION', `an index names position ${hit.position} in ledger chunk ${hit.chunk}, which holds ${view.count} events; run verify() or rebuildIndexes()`, {
+          details: { chunk: hit.chunk, position: hit.position },
+        });
+      }
+      return recordedEventOf(view, view.tuple(index), hit.chunk, index, this.#ids);
+    });
   }
 
   /** The whole ledger from `from` (inclusive), forward or backward. */
@@ -78,7 +99,7 @@ export class LedgerReader {
         if (entries.length === 0) return;
         for (const [key, value] of entries) {
           const first = readU64BE(key, 1);
-          const chunk = decodeChunk(value, String(first));
+          const chunk = decodeChunk(value, first);
           const count = chunk.tuples.length;
           for (let step = 0; step < count; step++) {
             const index = forward ? step : count - 1 - step;
@@ -101,7 +122,7 @@ export class LedgerReader {
     const entry = entries[0];
     if (entry === undefined) return undefined;
     const first = readU64BE(entry[0], 1);
-    const chunk = decodeChunk(entry[1], String(first));
+    const chunk = decodeChunk(entry[1], first);
     return position < first + chunk.tuples.length ? { first, chunk } : undefined;
   }
 

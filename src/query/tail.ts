@@ -36,7 +36,7 @@ export type TailSource =
 const decodedChunks = new WeakMap<TailChunk, DecodedChunk>();
 
 function decode(chunk: TailChunk): DecodedChunk {
-  return decodeChunk(chunk.bytes, `at position ${chunk.firstPosition} (not yet applied)`);
+  return decodeChunk(chunk.bytes, chunk.firstPosition, `ledger chunk ${chunk.firstPosition} (not yet applied)`);
 }
 
 function stored(chunk: TailChunk): DecodedChunk {

@@ -4,7 +4,7 @@
  * exactly the values stored under the ledger keys, so applying copies bytes.
  */
 import { FactError } from '../errors.js';
-import { chunkSizeBytes, writeChunk, type ChunkHeader } from '../model/chunk.js';
+import { chunkSizeBytes, writeChunk, type ChunkHeader, type EncodedEvents } from '../model/chunk.js';
 import { freshBytes, type Allocate } from './keys.js';
 import { readU64BE, writeU64BE } from '../bytes.js';
 
@@ -27,7 +27,7 @@ export interface CommitChunk {
   header: ChunkHeader;
   /** utf8(header.stream) */
   streamBytes: Uint8Array;
-  tuplesBytes: Uint8Array;
+  events: EncodedEvents;
 }
 
 /**
@@ -40,26 +40,28 @@ export function encodeCommitChunks(
   allocate: Allocate = freshBytes,
 ): { payload: Uint8Array; chunkBytes: Uint8Array[] } {
   let size = COMMIT_HEADER_SIZE_BYTES;
-  for (const chunk of chunks) size += commitChunkSizeBytes(chunk.streamBytes.length, chunk.tuplesBytes.length);
+  for (const chunk of chunks) size += commitChunkSizeBytes(chunk.streamBytes.length, chunk.events.ends.length, chunk.events.bytes.length);
   const payload = allocate(size);
   writeU64BE(payload, 0, firstPosition);
   writeU32(payload, 8, chunks.length);
   const chunkBytes: Uint8Array[] = [];
   let offset = COMMIT_HEADER_SIZE_BYTES;
+  let position = firstPosition;
   for (const chunk of chunks) {
-    const length = chunkSizeBytes(chunk.streamBytes.length, chunk.tuplesBytes.length);
+    const length = chunkSizeBytes(chunk.streamBytes.length, chunk.events.ends.length, chunk.events.bytes.length);
     writeU32(payload, offset, length);
     const start = offset + CHUNK_LENGTH_SIZE_BYTES;
-    writeChunk(payload, start, chunk.header, chunk.streamBytes, chunk.tuplesBytes);
+    writeChunk(payload, start, chunk.header, chunk.streamBytes, chunk.events, position);
     chunkBytes.push(payload.subarray(start, start + length));
     offset = start + length;
+    position += chunk.events.ends.length;
   }
   return { payload, chunkBytes };
 }
 
 /** What one chunk adds to a commit record: its length and the chunk. */
-export function commitChunkSizeBytes(streamSizeBytes: number, tuplesSizeBytes: number): number {
-  return CHUNK_LENGTH_SIZE_BYTES + chunkSizeBytes(streamSizeBytes, tuplesSizeBytes);
+export function commitChunkSizeBytes(streamSizeBytes: number, eventCount: number, eventsSizeBytes: number): number {
+  return CHUNK_LENGTH_SIZE_BYTES + chunkSizeBytes(streamSizeBytes, eventCount, eventsSizeBytes);
 }
 
 /** The size of a commit record whose chunks add `chunksSizeBytes` (see commitChunkSizeBytes). */
