@@ -18,9 +18,12 @@ async function load(db: FactStore, count: number): Promise<void> {
   for (let n = 1; n <= count; n++) await db.append({ type: 'Acked', data: { n }, tags: [`n:${n % 3}`] });
 }
 
-/** `count` appends started together and not awaited: in flight at the crash that follows. */
-function startInFlight(db: FactStore, count: number): Promise<unknown>[] {
-  return Array.from({ length: count }, (_, k) => db.append({ type: 'InFlight', data: { k } }));
+/**
+ * `count` appends started together and not awaited: in flight at the crash that follows. Settled
+ * at once, so the rejections the crash causes are handled before the crash returns.
+ */
+function startInFlight(db: FactStore, count: number): Promise<PromiseSettledResult<unknown>[]> {
+  return Promise.allSettled(Array.from({ length: count }, (_, k) => db.append({ type: 'InFlight', data: { k } })));
 }
 
 describe('SimMachine', () => {
@@ -32,7 +35,7 @@ describe('SimMachine', () => {
       await load(db, 30);
       const flights = startInFlight(db, 3);
       const report = await machine.crash({ dying: db });
-      await Promise.allSettled(flights);
+      await flights;
       expect(report.mode).toBe('power-loss');
 
       const reopened = await FactStore.open(DB, { ...SMALL, ...machine.storeOptions() });
@@ -67,7 +70,7 @@ describe('SimMachine', () => {
       await load(db, 25);
       const flights = startInFlight(db, 4);
       const report = await machine.crash({ dying: db });
-      await Promise.allSettled(flights);
+      await flights;
       const reopened = await FactStore.open(DB, { ...SMALL, ...machine.storeOptions() });
       const head = await reopened.head();
       await reopened.close();
