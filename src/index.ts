@@ -1,5 +1,5 @@
 /** factstore: the one explicit public export list. */
-export { FactStore } from './store.js';
+export { FactStore, DECIDE_ATTEMPTS_DEFAULT } from './store.js';
 export type { FactStoreOptions, AppendStreamOptions } from './store.js';
 export { Query } from './model/query.js';
 export type { QueryItem, ReadSource, AppendCondition } from './model/query.js';
@@ -14,6 +14,11 @@ export type {
   ReadOptions,
   ReadDirection,
   EventReader,
+  Decider,
+  Decision,
+  DecisionContext,
+  DecideOptions,
+  DecideResult,
 } from './model/types.js';
 export type { RebuildProgress } from './indexes/rebuild.js';
 export type { VerifyReport } from './indexes/verify.js';

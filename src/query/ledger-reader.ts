@@ -38,11 +38,7 @@ export class LedgerReader {
       const values = await this.#db.getMany<Uint8Array, Uint8Array>(missing.map((position) => ledgerKey(position)), VIEW);
       for (const [index, first] of missing.entries()) {
         const value = values[index];
-        if (value === undefined) {
-          throw new FactError('FACT_CORRUPTION', `an index names ledger chunk ${first}, which does not exist; run verify() or rebuildIndexes()`, {
-            details: { chunk: first },
-          });
-        }
+        if (value === undefined) throw missingChunk(first);
         found.set(first, value);
       }
     }
@@ -59,9 +55,32 @@ export class LedgerReader {
     return decoded;
   }
 
+  /** Whether eventsSync can read (classic-level can; a database without getSync cannot). */
+  get readsSync(): boolean {
+    return (this.#db.supports as { getSync?: boolean }).getSync === true;
+  }
+
+  /**
+   * events(), without a round trip through LevelDB's thread pool (getSync: a few microseconds
+   * per chunk in the block cache instead of tens for a hop). Only where readsSync.
+   */
+  eventsSync(hits: readonly IndexHit[]): RecordedEvent[] {
+    const values = new Map<number, Uint8Array>();
+    for (const hit of hits) {
+      if (values.has(hit.chunk)) continue;
+      const value = this.#db.getSync<Uint8Array, Uint8Array>(ledgerKey(hit.chunk), VIEW);
+      if (value === undefined) throw missingChunk(hit.chunk);
+      values.set(hit.chunk, value);
+    }
+    return this.#eventsOf(hits, values);
+  }
+
   /** Events of positions `hits` (in the given order): only these events are decoded (and their checksums verified). */
   async events(hits: readonly IndexHit[]): Promise<RecordedEvent[]> {
-    const values = await this.#chunkValues(hits.map((hit) => hit.chunk));
+    return this.#eventsOf(hits, await this.#chunkValues(hits.map((hit) => hit.chunk)));
+  }
+
+  #eventsOf(hits: readonly IndexHit[], values: ReadonlyMap<number, Uint8Array>): RecordedEvent[] {
     const views = new Map<number, ChunkView>();
     return hits.map((hit) => {
       let view = views.get(hit.chunk);
@@ -180,4 +199,10 @@ export class LedgerReader {
       await iterator.close();
     }
   }
+}
+
+function missingChunk(first: number): FactError {
+  return new FactError('FACT_CORRUPTION', `an index names ledger chunk ${first}, which does not exist; run verify() or rebuildIndexes()`, {
+    details: { chunk: first },
+  });
 }
