@@ -33,6 +33,7 @@ export {
 export { DATA_NESTING_DEPTH_MAX } from './model/cbor.js';
 export { DATA_FIELD_VALUE_SIZE_BYTES_MAX } from './model/query.js';
 export { UNAPPLIED_EVENTS_MAX, UNAPPLIED_SIZE_BYTES_MAX } from './ledger/writer.js';
+export { DECISION_TAG_POSITIONS_MAX, DECISION_POSITIONS_MAX, DECISION_EVENTS_MAX } from './query/decision-reads.js';
 export { FactError, isFactError, FactErrorCodes } from './errors.js';
 export type { FactErrorCode, FactErrorOptions } from './errors.js';
 export { Wal, NodeFileSystem } from './wal/index.js';
