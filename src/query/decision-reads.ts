@@ -191,16 +191,33 @@ export class DecisionReads {
 
 /** The hits of several ascending lists, ascending, each position once. */
 function mergeHits(lists: readonly IndexHit[][]): IndexHit[] {
-  const seen = new Set<number>();
+  let merged = lists[0]!;
+  for (let index = 1; index < lists.length; index++) merged = mergeTwo(merged, lists[index]!);
+  return merged;
+}
+
+function mergeTwo(left: readonly IndexHit[], right: readonly IndexHit[]): IndexHit[] {
   const merged: IndexHit[] = [];
-  for (const list of lists) {
-    for (const hit of list) {
-      if (seen.has(hit.position)) continue;
-      seen.add(hit.position);
-      merged.push(hit);
+  let l = 0;
+  let r = 0;
+  while (l < left.length && r < right.length) {
+    const a = left[l]!;
+    const b = right[r]!;
+    if (a.position < b.position) {
+      merged.push(a);
+      l++;
+    } else if (b.position < a.position) {
+      merged.push(b);
+      r++;
+    } else {
+      merged.push(a);
+      l++;
+      r++;
     }
   }
-  return merged.sort((a, b) => a.position - b.position);
+  while (l < left.length) merged.push(left[l++]!);
+  while (r < right.length) merged.push(right[r++]!);
+  return merged;
 }
 
 /** Makes an event read-only (as far as freezing can: see deepFreeze); true when all of it is. */
