@@ -20,6 +20,12 @@ import type { UnappliedTail } from './tail.js';
 const READ_BATCH_EVENTS = 128;
 /** Hits whose chunks one getMany of a batch read fetches: bounds a LevelDB call, not the read. */
 const BATCH_READ_HITS_MAX = 4096;
+/**
+ * Up to this many hits, a batch read fetches their chunks with getSync: a hop through LevelDB's
+ * thread pool costs more than a few point reads from the block or page cache, and so few keep
+ * the event loop blocked only briefly (bench/query.bench.ts, the 10-match tag query).
+ */
+const SYNC_READ_HITS_MAX = 64;
 
 /** A stream's version as LevelDB holds it (0 when it has none). */
 export async function storedStreamVersion(db: LevelDatabase, stream: string): Promise<number> {
@@ -94,7 +100,9 @@ export class MergedReads {
       const hits = await this.#storedHits(index, { ...scan, limit: remaining }, tail.appliedHead);
       for (let first = 0; first < hits.length; first += BATCH_READ_HITS_MAX) {
         scan.signal?.throwIfAborted();
-        for (const event of await this.#reader.events(hits.slice(first, first + BATCH_READ_HITS_MAX))) events.push(event);
+        const batch = hits.slice(first, first + BATCH_READ_HITS_MAX);
+        const read = batch.length <= SYNC_READ_HITS_MAX && this.#reader.readsSync ? this.#reader.eventsSync(batch) : await this.#reader.events(batch);
+        for (const event of read) events.push(event);
       }
     }
     if (forward && !tail.isEmpty) for (const event of tail.events(tailSource, true, scan.from, scan.limit - events.length)) events.push(event);
