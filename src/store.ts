@@ -12,7 +12,7 @@ import { GeneratedIds } from './model/ids.js';
 import { DATA_FIELD_SIZE_BYTES_MAX, Query, type AppendCondition, type ReadSource } from './model/query.js';
 import type { AppendResult, Decider, DecideOptions, DecideResult, EventInput, EventReader, ReadOptions, StreamAppendResult, StreamExpectation } from './model/types.js';
 import { checkExpectation, checkName, checkReadOptions, checkStreamId, STREAM_ID_SIZE_BYTES_MAX } from './model/validation.js';
-import { EventStream } from './query/event-stream.js';
+import { EventStream, FlatEvents } from './query/event-stream.js';
 import { LedgerReader } from './query/ledger-reader.js';
 import { MergedReads } from './query/merged-reads.js';
 import { DecisionReads } from './query/decision-reads.js';
@@ -267,7 +267,6 @@ export class FactStore implements AsyncDisposable {
       yield* reads.scan(index, scan);
     }
     const signal = scan.signal;
-    const run = () => (needsBuild ? afterBuild() : reads.scan(index, scan));
     const all = async () => {
       if (needsBuild) await maintenance.ensureDataIndexes(index.dataFields);
       const events = await reads.readAll(index, scan);
@@ -275,6 +274,9 @@ export class FactStore implements AsyncDisposable {
       signal?.throwIfAborted();
       return events;
     };
+    // The whole ledger streams in batches (no generator step per event: a full scan's cost).
+    if (index === 'all' || (index instanceof Query && index.compiled === 'all')) return new EventStream(() => new FlatEvents(reads.scanAllBatches(scan), signal), all);
+    const run = () => (needsBuild ? afterBuild() : reads.scan(index, scan));
     return new EventStream(() => (signal === undefined ? run() : abortable(run(), signal)), all);
   }
 
