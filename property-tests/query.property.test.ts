@@ -15,7 +15,9 @@
  *    FACT_CONCURRENCY { expected: after, actual: the latest matching position } and writes nothing;
  * 3. concurrent appends are planned in call order: each sees exactly the events before the burst
  *    and the successful appends called before it — its success or its conflict is decided by them;
- * 4. read('all') equals the appended events, verify() is ok.
+ * 4. read('all') equals the appended events, verify() is ok;
+ * 5. db.decide() hands its decider exactly the brute-force matches of its query (synchronous
+ *    ones in a burst: those before it in call order) and appends what it returns, never conflicting.
  * Some runs hold a few hundred events, beyond the read and index-cursor batch sizes.
  *
  * Replay a failure with the seed and path fast-check prints:
@@ -86,6 +88,8 @@ interface AppendCommand {
   events: EventInput[];
 }
 interface ConditionalSpec {
+  /** A synchronous db.decide() on `query` returning `events`, instead of a conditional append. */
+  decide?: boolean;
   query: QuerySpec | null;
   /** Reduced modulo head + 3 at run time; undefined: no `after`. */
   after: number | undefined;
@@ -98,7 +102,14 @@ interface BurstCommand {
   kind: 'burst';
   appends: ConditionalSpec[];
 }
-type Command = ReadCommand | AppendCommand | ConditionalCommand | BurstCommand;
+/** db.decide(query, decider): the decider records what it saw and returns `events` (or none). */
+interface DecideCommand {
+  kind: 'decide';
+  query: QuerySpec;
+  events: EventInput[];
+  asynchronous: boolean;
+}
+type Command = ReadCommand | AppendCommand | ConditionalCommand | BurstCommand | DecideCommand;
 
 const readArb: fc.Arbitrary<Command> = fc.record({
   kind: fc.constant('read' as const),
@@ -113,11 +124,21 @@ const conditionalSpecArb: fc.Arbitrary<ConditionalSpec> = fc.record({
   after: fc.option(fc.nat(), { nil: undefined, freq: 4 }),
   events: fc.array(eventArb, { minLength: 1, maxLength: 3 }),
 });
+const decideArb: fc.Arbitrary<Command> = fc.record({
+  kind: fc.constant('decide' as const),
+  query: querySpecArb,
+  events: fc.array(eventArb, { maxLength: 3 }),
+  asynchronous: fc.boolean(),
+});
 const conditionalArb: fc.Arbitrary<Command> = conditionalSpecArb.map((spec) => ({ kind: 'conditional' as const, ...spec }));
 const burstArb: fc.Arbitrary<Command> = fc.record({
   kind: fc.constant('burst' as const),
   appends: fc.array(
-    fc.oneof({ weight: 4, arbitrary: conditionalSpecArb }, { weight: 1, arbitrary: fc.array(eventArb, { minLength: 1, maxLength: 3 }).map((events) => ({ query: null, after: undefined, events })) }),
+    fc.oneof(
+      { weight: 4, arbitrary: conditionalSpecArb },
+      { weight: 1, arbitrary: fc.array(eventArb, { minLength: 1, maxLength: 3 }).map((events) => ({ query: null, after: undefined, events })) },
+      { weight: 2, arbitrary: conditionalSpecArb.map((spec) => ({ ...spec, decide: true })) },
+    ),
     { minLength: 2, maxLength: 10 },
   ),
 });
@@ -130,7 +151,7 @@ interface Scenario {
   commands: Command[];
 }
 
-function scenarioArb(options: { large: boolean; weights: { read: number; append: number; conditional: number; burst: number } }): fc.Arbitrary<Scenario> {
+function scenarioArb(options: { large: boolean; weights: { read: number; append: number; conditional: number; burst: number; decide?: number } }): fc.Arbitrary<Scenario> {
   const initial = options.large
     ? fc.oneof({ weight: 2, arbitrary: fc.array(eventArb, { maxLength: 30 }) }, { weight: 1, arbitrary: fc.array(eventArb, { minLength: 150, maxLength: 450 }) })
     : fc.array(eventArb, { maxLength: 20 });
@@ -145,6 +166,7 @@ function scenarioArb(options: { large: boolean; weights: { read: number; append:
         { weight: weights.append, arbitrary: appendArb },
         { weight: weights.conditional, arbitrary: conditionalArb },
         { weight: weights.burst, arbitrary: burstArb },
+        { weight: weights.decide ?? 0, arbitrary: decideArb },
       ),
       { minLength: 1, maxLength: 15 },
     ),
@@ -233,6 +255,29 @@ async function runScenario(scenario: Scenario): Promise<void> {
           await runBurst(db, head, command.appends, model, indexed);
           break;
         }
+        case 'decide': {
+          const query = toQuery(command.query);
+          const all = await db.read('all').toArray();
+          let seen: RecordedEvent[] | null = null;
+          const decider = (events: readonly RecordedEvent[]) => {
+            seen = [...events];
+            return command.events;
+          };
+          const result = await db.decide(query, command.asynchronous ? (events) => Promise.resolve(decider(events)) : decider);
+          for (const field of query.dataFields) indexed.add(field);
+          // Alone, no conflict: the decider saw every match, in order, as the ledger holds it.
+          expect(seen!.map((event) => event.position)).toEqual(expectedRead(all, query, { from: undefined, direction: 'forward', limit: undefined }));
+          for (const event of seen!) expect(event).toEqual(all[event.position - 1]);
+          expect(result.decidedAt).toBe(head);
+          expect(result.attempts).toBe(1);
+          if (command.events.length === 0) {
+            expect(result.appended).toBeNull();
+          } else {
+            expect(result.appended).toEqual({ position: head + command.events.length, count: command.events.length });
+            model.push(...command.events);
+          }
+          break;
+        }
       }
     }
     const all = await db.read('all').toArray();
@@ -257,9 +302,20 @@ async function runBurst(db: FactStore, head: number, appends: readonly Condition
   const calls = appends.map((spec) => {
     const query = spec.query === null ? null : toQuery(spec.query);
     const after = spec.after === undefined ? undefined : spec.after % (head + 3);
+    // A decision whose query needs an index build waits for it: out of call order, so not here.
+    if (spec.decide && query !== null && spec.events.length > 0 && query.dataFields.every((field) => indexed.has(field))) {
+      const decision = { seen: null as RecordedEvent[] | null };
+      const promise = db
+        .decide(query, (events) => {
+          decision.seen = [...events];
+          return spec.events;
+        })
+        .then((result) => result.appended!);
+      return { spec, query, after: 0, promise, decision };
+    }
     const promise =
       query === null ? db.append(spec.events) : db.append(spec.events, { failIfEventsMatch: query, ...(after === undefined ? {} : { after }) });
-    return { spec, query, after: after ?? 0, promise };
+    return { spec, query, after: after ?? 0, promise, decision: null };
   });
   const buildsIndex = calls.some((call) => call.query?.dataFields.some((field) => !indexed.has(field)) ?? false);
   for (const call of calls) for (const field of call.query?.dataFields ?? []) indexed.add(field);
@@ -281,7 +337,7 @@ async function runBurst(db: FactStore, head: number, appends: readonly Condition
     const count = call.spec.events.length;
     expect(outcome.value, `burst append ${index}`).toEqual({ position: nextPosition + count - 1, count });
     expect(all.slice(nextPosition - 1, nextPosition - 1 + count).map(sameContent)).toEqual(call.spec.events.map(inputContent));
-    if (call.query !== null) expect(latestConflict(all.slice(0, nextPosition - 1), call.query, call.after), `burst append ${index}`).toBe(0);
+    if (call.query !== null && call.decision === null) expect(latestConflict(all.slice(0, nextPosition - 1), call.query, call.after), `burst append ${index}`).toBe(0);
     model.push(...call.spec.events);
     nextPosition += count;
   }
@@ -302,6 +358,17 @@ async function runBurst(db: FactStore, head: number, appends: readonly Condition
   let position = head + 1;
   for (const [index, call] of calls.entries()) {
     const outcome = outcomes[index]!;
+    if (call.decision !== null) {
+      // A synchronous decision runs in the writer's turn: it sees exactly what came before it and never conflicts.
+      expect(outcome.status, `burst decision ${index} succeeds`).toBe('fulfilled');
+      expect(call.decision.seen!.map((event) => event.position), `burst decision ${index} saw every match before it`).toEqual(
+        expectedRead(visible, call.query, { from: undefined, direction: 'forward', limit: undefined }),
+      );
+      expect((outcome as PromiseFulfilledResult<AppendResult>).value.position, `burst decision ${index} is planned in call order`).toBe(position + call.spec.events.length - 1);
+      visible.push(...all.slice(position - 1, position - 1 + call.spec.events.length));
+      position += call.spec.events.length;
+      continue;
+    }
     const conflict = call.query === null ? 0 : latestConflict(visible, call.query, call.after);
     if (conflict === 0) {
       expect(outcome.status, `burst append ${index} should succeed`).toBe('fulfilled');
@@ -321,7 +388,7 @@ describe('DCB queries and conditions against a brute-force model (fast-check)', 
   it(
     'read({ query }, { from, direction, limit }) equals the brute-force filter of read("all"), also across batch sizes',
     async () => {
-      const arb = scenarioArb({ large: true, weights: { read: 6, append: 2, conditional: 1, burst: 1 } });
+      const arb = scenarioArb({ large: true, weights: { read: 6, append: 2, conditional: 1, burst: 1, decide: 2 } });
       await fc.assert(
         fc.asyncProperty(arb, (scenario) => runScenario(scenario)),
         propertyParams(DEFAULT_RUNS_READS),
@@ -333,7 +400,7 @@ describe('DCB queries and conditions against a brute-force model (fast-check)', 
   it(
     'conditional appends succeed exactly when no event after `after` matches, alone and in concurrent bursts',
     async () => {
-      const arb = scenarioArb({ large: false, weights: { read: 1, append: 1, conditional: 4, burst: 3 } });
+      const arb = scenarioArb({ large: false, weights: { read: 1, append: 1, conditional: 4, burst: 3, decide: 2 } });
       await fc.assert(
         fc.asyncProperty(arb, (scenario) => runScenario(scenario)),
         propertyParams(DEFAULT_RUNS_CONDITIONS),

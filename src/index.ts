@@ -1,5 +1,5 @@
 /** factstore: the one explicit public export list. */
-export { FactStore } from './store.js';
+export { FactStore, DECIDE_ATTEMPTS_DEFAULT } from './store.js';
 export type { FactStoreOptions, AppendStreamOptions } from './store.js';
 export { Query } from './model/query.js';
 export type { QueryItem, ReadSource, AppendCondition } from './model/query.js';
@@ -14,6 +14,11 @@ export type {
   ReadOptions,
   ReadDirection,
   EventReader,
+  Decider,
+  Decision,
+  DecisionContext,
+  DecideOptions,
+  DecideResult,
 } from './model/types.js';
 export type { RebuildProgress } from './indexes/rebuild.js';
 export type { VerifyReport } from './indexes/verify.js';
@@ -28,6 +33,7 @@ export {
 export { DATA_NESTING_DEPTH_MAX } from './model/cbor.js';
 export { DATA_FIELD_VALUE_SIZE_BYTES_MAX } from './model/query.js';
 export { UNAPPLIED_EVENTS_MAX, UNAPPLIED_SIZE_BYTES_MAX } from './ledger/writer.js';
+export { DECISION_TAG_POSITIONS_MAX, DECISION_POSITIONS_MAX, DECISION_EVENTS_MAX } from './query/decision-reads.js';
 export { FactError, isFactError, FactErrorCodes } from './errors.js';
 export type { FactErrorCode, FactErrorOptions } from './errors.js';
 export { Wal, NodeFileSystem } from './wal/index.js';

@@ -10,11 +10,12 @@ import { clearUnrecordedDataIndexes, type DataIndexProgress } from './indexes/da
 import { type VerifyReport } from './indexes/verify.js';
 import { GeneratedIds } from './model/ids.js';
 import { DATA_FIELD_SIZE_BYTES_MAX, Query, type AppendCondition, type ReadSource } from './model/query.js';
-import type { AppendResult, EventInput, EventReader, ReadOptions, StreamAppendResult, StreamExpectation } from './model/types.js';
+import type { AppendResult, Decider, DecideOptions, DecideResult, EventInput, EventReader, ReadOptions, StreamAppendResult, StreamExpectation } from './model/types.js';
 import { checkExpectation, checkName, checkReadOptions, checkStreamId, STREAM_ID_SIZE_BYTES_MAX } from './model/validation.js';
-import { EventStream } from './query/event-stream.js';
+import { EventStream, FlatEvents } from './query/event-stream.js';
 import { LedgerReader } from './query/ledger-reader.js';
 import { MergedReads } from './query/merged-reads.js';
+import { DecisionReads } from './query/decision-reads.js';
 import { abortable, parseSource } from './query/sources.js';
 import { UnappliedTail } from './query/tail.js';
 import { bindBarrier, chooseBarrier, type LevelDurability } from './storage/barrier.js';
@@ -26,7 +27,7 @@ import { Checkpointer, DEFAULT_CHECKPOINT_EVERY_BYTES } from './ledger/checkpoin
 import { ConflictCheck } from './ledger/conflicts.js';
 import { Planner } from './ledger/planner.js';
 import { checkFormat, replayWal, settleIdSeed, upgradeLedger } from './ledger/recovery.js';
-import { checkCondition, type CheckedCondition } from './ledger/requests.js';
+import { checkCondition, type AppendRequest, type CheckedCondition, type DecisionRequest } from './ledger/requests.js';
 import { MaintenanceScheduler } from './ledger/scheduler.js';
 import { LedgerState } from './ledger/state.js';
 import { StreamVersions } from './ledger/stream-versions.js';
@@ -61,6 +62,9 @@ export interface FactStoreOptions {
   /** Progress of building a data-field index from the ledger (at open, or on first use). */
   onIndexBuild?: (progress: DataIndexProgress) => void;
 }
+
+/** Attempts of an asynchronous decision (decide()) unless options.maxAttempts says otherwise. */
+export const DECIDE_ATTEMPTS_DEFAULT = 10;
 
 export interface AppendStreamOptions {
   expect?: StreamExpectation;
@@ -111,9 +115,10 @@ export class FactStore implements AsyncDisposable {
     this.#reads = new MergedReads(db, reader, tail, () => state.appliedHead);
     this.#versions = new StreamVersions(db, tail);
     const conflicts = new ConflictCheck(db, tail, state);
+    const decisionReads = new DecisionReads(reader, this.#reads, tail, () => state.appliedHead, ids);
     this.#applier = new Applier(wal, tail, newBatch, this.#arena, state);
-    const planner = new Planner({ db, reader, reads: this.#reads, tail, ids, state, versions: this.#versions, conflicts });
-    this.#writer = new Writer({ wal, tail, arena: this.#arena, state, planner, versions: this.#versions, conflicts, applier: this.#applier, checkpointer });
+    const planner = new Planner({ db, reader, reads: this.#reads, tail, ids, state, versions: this.#versions, conflicts, decisionReads });
+    this.#writer = new Writer({ wal, tail, arena: this.#arena, state, planner, versions: this.#versions, conflicts, decisionReads, applier: this.#applier, checkpointer });
     this.#maintenance = new MaintenanceScheduler({
       db,
       wal,
@@ -123,6 +128,7 @@ export class FactStore implements AsyncDisposable {
       writer: this.#writer,
       versions: this.#versions,
       conflicts,
+      decisionReads,
       checkpointer,
       onIndexBuild,
       checkOpen: (method) => this.#checkOpen(method),
@@ -205,6 +211,48 @@ export class FactStore implements AsyncDisposable {
     }
   }
 
+  /**
+   * The DCB decision in one call: reads the events matching `query`, calls `decider(events)`,
+   * appends what it returns as if with `failIfEventsMatch: query` after what it saw. A
+   * synchronous decider runs in the writer's turn on exact state and never conflicts; an
+   * asynchronous one is appended with that condition and, on FACT_CONCURRENCY, decided again
+   * (at most `maxAttempts` times; the last conflict is surfaced).
+   */
+  async decide(query: Query, decider: Decider, options: DecideOptions = {}): Promise<DecideResult> {
+    this.#checkOpen('decide');
+    if (!(query instanceof Query)) throw invalid('decide: query must be a Query (Query.items(...), Query.tags(...), …)');
+    if (typeof decider !== 'function') throw invalid('decide: decider must be a function (events) => events to append');
+    if (typeof options !== 'object' || options === null) throw invalid('decide: options must be an object');
+    const maxAttempts = options.maxAttempts ?? DECIDE_ATTEMPTS_DEFAULT;
+    if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) throw invalid(`decide: maxAttempts must be a positive integer, got ${String(maxAttempts)}`);
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('decide: signal must be an AbortSignal');
+    signal?.throwIfAborted();
+    if (!this.#maintenance.hasDataIndexes(query.dataFields)) await this.#maintenance.ensureDataIndexes(query.dataFields);
+    for (let attempt = 1; ; attempt++) {
+      signal?.throwIfAborted();
+      this.#checkOpen('decide');
+      const decision: DecisionRequest = { query, decider, attempt, signal, outcome: null };
+      const result = await this.#writer.enqueue(this.#writer.prepareDecision(decision));
+      const outcome = decision.outcome!;
+      if (outcome.kind === 'appended') return { appended: result, decidedAt: outcome.decidedAt, attempts: attempt };
+      if (outcome.kind === 'nothing') return { appended: null, decidedAt: outcome.decidedAt, attempts: attempt };
+      const output = await untilAborted(outcome.output, signal);
+      if (output === null || output === undefined || (Array.isArray(output) && output.length === 0)) {
+        return { appended: null, decidedAt: outcome.decidedAt, attempts: attempt };
+      }
+      try {
+        const appended = await this.#submit('decide', '', 'any', { query, after: outcome.decidedAt }, output);
+        return { appended, decidedAt: outcome.decidedAt, attempts: attempt };
+      } catch (error) {
+        if (!isFactError(error) || error.code !== 'FACT_CONCURRENCY') throw error;
+        if (attempt >= maxAttempts) {
+          throw new FactError('FACT_CONCURRENCY', `decide: ${error.message} (after ${attempt} attempts)`, { cause: error, details: { ...error.details, attempts: attempt } });
+        }
+      }
+    }
+  }
+
   /** Events of a source in position order (stream position order for a stream). */
   read(source: ReadSource = 'all', options?: ReadOptions): EventReader {
     this.#checkOpen('read');
@@ -219,7 +267,6 @@ export class FactStore implements AsyncDisposable {
       yield* reads.scan(index, scan);
     }
     const signal = scan.signal;
-    const run = () => (needsBuild ? afterBuild() : reads.scan(index, scan));
     const all = async () => {
       if (needsBuild) await maintenance.ensureDataIndexes(index.dataFields);
       const events = await reads.readAll(index, scan);
@@ -227,6 +274,9 @@ export class FactStore implements AsyncDisposable {
       signal?.throwIfAborted();
       return events;
     };
+    // The whole ledger streams in batches (no generator step per event: a full scan's cost).
+    if (index === 'all' || (index instanceof Query && index.compiled === 'all')) return new EventStream(() => new FlatEvents(reads.scanAllBatches(scan), signal), all);
+    const run = () => (needsBuild ? afterBuild() : reads.scan(index, scan));
     return new EventStream(() => (signal === undefined ? run() : abortable(run(), signal)), all);
   }
 
@@ -273,7 +323,7 @@ export class FactStore implements AsyncDisposable {
   }
 
   #submit(
-    method: 'append' | 'appendStream',
+    method: AppendRequest['method'],
     stream: string,
     expect: StreamExpectation,
     condition: CheckedCondition | null,
@@ -379,4 +429,24 @@ async function lockFilePid(fs: FileSystem, lockPath: string): Promise<number | n
   const bytes = await fs.readFile(lockPath).catch(() => null);
   const pid = bytes === null ? Number.NaN : Number.parseInt(Buffer.from(bytes).toString('utf8'), 10);
   return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+}
+
+/** `value` awaited, or the signal's reason once it aborts (the work behind `value` goes on). */
+function untilAborted<T>(value: T | PromiseLike<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return Promise.resolve(value);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(asError(signal.reason));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    Promise.resolve(value).then(
+      (result) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(result);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(asError(error));
+      },
+    );
+  });
 }

@@ -87,6 +87,7 @@ const LIFECYCLE_CALLS: Record<string, { kind: 'promise' | 'sync'; call: (db: Fac
   streams: { kind: 'sync', call: (db) => db.streams() },
   verify: { kind: 'promise', call: (db) => db.verify() },
   rebuildIndexes: { kind: 'promise', call: (db) => db.rebuildIndexes() },
+  decide: { kind: 'promise', call: (db) => db.decide(Query.tags('t'), () => null) },
 };
 
 export function describeStoreSuite(name: string, makeOptions: () => OptionsFor): void {

@@ -4,8 +4,12 @@
  * rejected here and writes nothing; the others are planned as if it had not been.
  */
 import { readU64BE, utf8 } from '../bytes.js';
-import { assert, FactError, invalid } from '../errors.js';
-import { CHUNK_KIND_APPEND_CONTINUED, CHUNK_KIND_APPEND_FIRST, decodeEncodedEvents, type DecodedChunk, type EventTuple } from '../model/chunk.js';
+import { asError, assert, FactError, invalid } from '../errors.js';
+import { CHUNK_KIND_APPEND_CONTINUED, CHUNK_KIND_APPEND_FIRST, decodeEncodedEvents, recordedEventOf, type DecodedChunk, type EventTuple } from '../model/chunk.js';
+import { matchesQuery, type Query } from '../model/query.js';
+import { prepareEvents, type PreparedEvents } from '../model/validation.js';
+import { freezeEvent, type DecisionReads } from '../query/decision-reads.js';
+import { commitChunkSizeBytes, commitSizeBytes } from '../storage/commit-record.js';
 import type { GeneratedIds } from '../model/ids.js';
 import type { RecordedEvent, StreamExpectation } from '../model/types.js';
 import type { LedgerReader } from '../query/ledger-reader.js';
@@ -29,9 +33,27 @@ export interface PlanReads {
   existingIds: { positions: ReadonlyMap<string, number>; events: ReadonlyMap<number, RecordedEvent>; reserved: ReadonlySet<string>; spanAt: ChunkSpanAt };
   /** Per request, the newest committed position matching its condition (0: none); null without conditions. */
   committedConflicts: number[] | null;
+  /** Per request, the committed events matching its decision's query; null without decisions. */
+  decisionEvents: (readonly RecordedEvent[] | null)[] | null;
 }
 
-const NOTHING_READ: PlanReads = { existingIds: { positions: new Map(), events: new Map(), reserved: new Set(), spanAt: () => undefined }, committedConflicts: null };
+const NOTHING_READ: PlanReads = {
+  existingIds: { positions: new Map(), events: new Map(), reserved: new Set(), spanAt: () => undefined },
+  committedConflicts: null,
+  decisionEvents: null,
+};
+
+/** How large a group's commit record may grow (Writer: the WAL's and the unapplied tail's limits). */
+export interface PlanLimits {
+  groupBytes: number;
+  recordBytes: number;
+}
+
+export interface Plan {
+  planned: PlannedAppend[];
+  /** Requests left for the next group, in order: a decision's events did not fit this one. */
+  deferred: AppendRequest[];
+}
 
 export interface PlannerParts {
   db: LevelDatabase;
@@ -42,6 +64,7 @@ export interface PlannerParts {
   state: LedgerState;
   versions: StreamVersions;
   conflicts: ConflictCheck;
+  decisionReads: DecisionReads;
 }
 
 export class Planner {
@@ -58,11 +81,13 @@ export class Planner {
    * its fdatasync).
    */
   read(group: AppendRequest[]): Promise<PlanReads> | PlanReads {
-    const { state, versions, conflicts } = this.#parts;
+    const { state, versions, conflicts, decisionReads } = this.#parts;
     let streamsMissing = false;
     let callerIds = false;
     let conditions = false;
+    let decisions = false;
     for (const request of group) {
+      if (request.decision) decisions = true;
       if (request.condition) {
         conditions = true;
         assert(
@@ -73,7 +98,7 @@ export class Planner {
       if (request.stream !== '' && !versions.has(request.stream)) streamsMissing = true;
       if (request.events.callerIds) callerIds = true;
     }
-    if (!streamsMissing && !callerIds && !conditions) return NOTHING_READ;
+    if (!streamsMissing && !callerIds && !conditions && !decisions) return NOTHING_READ;
     return (async () => {
       if (streamsMissing) await versions.load(group);
       const existingIds = callerIds ? await this.#lookUpIds(group) : NOTHING_READ.existingIds;
@@ -81,18 +106,28 @@ export class Planner {
       const committedConflicts = conditions
         ? await Promise.all(group.map((request) => (request.condition ? conflicts.latestMatch(request.condition.query, request.condition.after) : Promise.resolve(0))))
         : null;
-      return { existingIds, committedConflicts };
+      // Every committed match: no group becomes durable while this one is planned.
+      const decisionEvents = decisions
+        ? await Promise.all(group.map((request) => (request.decision ? decisionReads.matching(request.decision.query, state.head) : Promise.resolve(null))))
+        : null;
+      return { existingIds, committedConflicts, decisionEvents };
     })();
   }
 
   /** Expectation and id checks in call order, each seeing the committed state and the group's earlier appends. */
-  plan(group: AppendRequest[], reads: PlanReads): PlannedAppend[] {
+  plan(group: AppendRequest[], reads: PlanReads, limits: PlanLimits): Plan {
     const { state, versions } = this.#parts;
-    const { existingIds, committedConflicts } = reads;
+    const { existingIds, committedConflicts, decisionEvents } = reads;
     const groupIds = new Set<string>();
     const planned: PlannedAppend[] = [];
+    let plannedBytes = 0;
     for (let requestIndex = 0; requestIndex < group.length; requestIndex++) {
       const request = group[requestIndex]!;
+      if (request.decision && !this.#decide(request, decisionEvents![requestIndex]!, planned, limits)) continue;
+      // Decided sizes were not known when the group was taken: what no longer fits waits, in order.
+      if (planned.length > 0 && commitSizeBytes(plannedBytes + request.chunksSizeBytes) > limits.groupBytes) {
+        return { planned, deferred: group.slice(requestIndex) };
+      }
       const { events } = request;
       const reserved = existingIds.reserved.size > 0 ? events.ids.find((id) => id !== null && existingIds.reserved.has(id)) : undefined;
       if (reserved !== undefined) {
@@ -153,8 +188,92 @@ export class Planner {
       const firstPosition = state.nextPosition;
       state.nextPosition += events.count;
       planned.push({ request, firstPosition, firstStreamPosition, chunks: this.#chunks(request, firstPosition, firstStreamPosition) });
+      plannedBytes += request.chunksSizeBytes;
     }
-    return planned;
+    return { planned, deferred: [] };
+  }
+
+  /**
+   * Runs a decision on exact state: the committed matches and those of the group's earlier
+   * appends. True when it returned events to plan now (request.events is then set); otherwise
+   * the request is settled here.
+   */
+  #decide(request: AppendRequest, committed: readonly RecordedEvent[], planned: readonly PlannedAppend[], limits: PlanLimits): boolean {
+    const decision = request.decision!;
+    const decidedAt = this.#parts.state.nextPosition - 1;
+    const nothing = () => request.resolve({ position: decidedAt, count: 0 });
+    if (decision.signal?.aborted) {
+      request.reject(asError(decision.signal.reason));
+      return false;
+    }
+    const earlier = planned.length === 0 ? [] : this.#plannedMatches(planned, decision.query);
+    let output: unknown;
+    try {
+      output = decision.decider(earlier.length === 0 ? committed : [...committed, ...earlier], { attempt: decision.attempt, signal: decision.signal });
+    } catch (error) {
+      request.reject(asError(error));
+      return false;
+    }
+    if (isThenable(output)) {
+      decision.outcome = { kind: 'outside', decidedAt, output };
+      nothing();
+      return false;
+    }
+    if (output === null || output === undefined || (Array.isArray(output) && output.length === 0)) {
+      decision.outcome = { kind: 'nothing', decidedAt };
+      nothing();
+      return false;
+    }
+    let events: PreparedEvents;
+    try {
+      events = prepareEvents(output, 'decide');
+    } catch (error) {
+      request.reject(asError(error));
+      return false;
+    }
+    if (events.callerIds) {
+      // Ids of the caller's may make it a retry, which only a read can tell: appended by decide().
+      decision.outcome = { kind: 'outside', decidedAt, output };
+      nothing();
+      return false;
+    }
+    let chunksSizeBytes = 0;
+    for (const chunk of events.chunks) chunksSizeBytes += commitChunkSizeBytes(0, chunk.events.ends.length, chunk.events.bytes.length);
+    const recordBytes = commitSizeBytes(chunksSizeBytes);
+    if (recordBytes > limits.recordBytes) {
+      request.reject(
+        invalid(`decide: the decision's events need a ${recordBytes}-byte WAL record, above the WAL's maxRecordSizeBytes ${limits.recordBytes}`, {
+          sizeBytes: recordBytes,
+          maxRecordSizeBytes: limits.recordBytes,
+        }),
+      );
+      return false;
+    }
+    request.events = events;
+    request.chunksSizeBytes = chunksSizeBytes;
+    decision.outcome = { kind: 'appended', decidedAt };
+    return true;
+  }
+
+  /** Events of the group's planned appends that match `query`, as the ledger will hold them, read-only. */
+  #plannedMatches(planned: readonly PlannedAppend[], query: Query): RecordedEvent[] {
+    const { ids } = this.#parts;
+    const matches: RecordedEvent[] = [];
+    for (const append of planned) {
+      for (const chunk of append.chunks) {
+        // The header's types and tags are the ledger's; its data is where data fields matter (#chunks).
+        let decoded: EventTuple[] | null = null;
+        chunk.header.tuples.forEach((tuple, index) => {
+          const [, type, data, , tags] = tuple;
+          if (!matchesQuery(query, { type, tags, data })) return;
+          decoded ??= decodeEncodedEvents(chunk.events, `the chunk planned at position ${chunk.firstPosition}`);
+          const event = recordedEventOf(chunk.header, decoded[index]!, chunk.firstPosition, index, ids);
+          freezeEvent(event);
+          matches.push(event);
+        });
+      }
+    }
+    return matches;
   }
 
   #chunks(request: AppendRequest, firstPosition: number, firstStreamPosition: number): PlannedChunk[] {
@@ -307,4 +426,8 @@ function sameEvent(tuple: EventTuple, stream: string, event: RecordedEvent): boo
   if ((event.stream ?? '') !== stream) return false;
   const stored: EventTuple = [event.id, event.type, event.data, event.metadata, event.tags];
   return Buffer.from(canonicalBytes(tuple)).equals(canonicalBytes(stored));
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }

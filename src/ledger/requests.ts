@@ -2,7 +2,7 @@
 import { invalid } from '../errors.js';
 import type { DecodedChunk, EncodedEvents } from '../model/chunk.js';
 import { Query, type AppendCondition } from '../model/query.js';
-import type { AppendResult, StreamAppendResult, StreamExpectation } from '../model/types.js';
+import type { AppendResult, Decider, StreamAppendResult, StreamExpectation } from '../model/types.js';
 import type { PreparedEvents } from '../model/validation.js';
 
 export interface CheckedCondition {
@@ -17,11 +17,36 @@ export interface VersionPrefetch {
   epoch: number;
 }
 
+/**
+ * What db.decide() queues: the writer reads the query's events and calls the decider while it
+ * plans the group (docs/architecture.md, "Decisions"); the events it returns are planned there.
+ */
+export interface DecisionRequest {
+  query: Query;
+  decider: Decider;
+  attempt: number;
+  signal: AbortSignal | undefined;
+  /** Set when planned: what came of the decision. */
+  outcome: DecisionOutcome | null;
+}
+
+/**
+ * `decidedAt`: the newest position the decision saw (the committed head and the group's earlier
+ * appends). 'outside': the decider returned a promise, or events with ids of the caller's (whose
+ * retry check needs a read): decide() appends them with the query as condition after `decidedAt`.
+ */
+export type DecisionOutcome =
+  | { kind: 'appended'; decidedAt: number }
+  | { kind: 'nothing'; decidedAt: number }
+  | { kind: 'outside'; decidedAt: number; output: unknown };
+
 export interface AppendRequest {
-  method: 'append' | 'appendStream';
+  method: 'append' | 'appendStream' | 'decide';
   stream: string;
   expect: StreamExpectation;
   condition: CheckedCondition | null;
+  /** A decision's events are known once planned (empty until then). */
+  decision: DecisionRequest | null;
   events: PreparedEvents;
   /** What the append's chunks add to a commit record (commitChunkSizeBytes), reckoned once. */
   chunksSizeBytes: number;

@@ -15,6 +15,7 @@ import { recordDataFields } from '../storage/meta.js';
 import type { Wal } from '../wal/wal.js';
 import type { Checkpointer } from './checkpointer.js';
 import type { ConflictCheck } from './conflicts.js';
+import type { DecisionReads } from '../query/decision-reads.js';
 import type { LedgerState } from './state.js';
 import type { StreamVersions } from './stream-versions.js';
 import type { Writer } from './writer.js';
@@ -28,6 +29,7 @@ export interface SchedulerParts {
   writer: Writer;
   versions: StreamVersions;
   conflicts: ConflictCheck;
+  decisionReads: DecisionReads;
   checkpointer: Checkpointer;
   onIndexBuild: ((progress: DataIndexProgress) => void) | undefined;
   /** Throws FACT_CLOSED once the store is closing (checked when a turn starts). */
@@ -82,7 +84,7 @@ export class MaintenanceScheduler {
    * through the head taken here, the later ones are the apply's.
    */
   async rebuild(onProgress?: (progress: RebuildProgress) => void): Promise<{ events: number; changes: number }> {
-    const { db, newBatch, state, writer, versions, conflicts } = this.#parts;
+    const { db, newBatch, state, writer, versions, conflicts, decisionReads } = this.#parts;
     const head = await writer.exclusive(() => Promise.resolve(state.head));
     const pause = <T>(work: (latest: number) => Promise<T>) =>
       writer.exclusive(async () => {
@@ -90,6 +92,7 @@ export class MaintenanceScheduler {
         // Cached versions and newest positions may have been read from entries the rebuild changed.
         versions.forget();
         conflicts.forget();
+        decisionReads.forget();
         return result;
       });
     return rebuildIndexes(db, newBatch, head, state.dataFields, pause, onProgress);

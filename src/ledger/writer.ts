@@ -5,7 +5,7 @@
  */
 import { assert, FactError, invalid, ioError, isFactError } from '../errors.js';
 import type { AppendResult, StreamAppendResult, StreamExpectation } from '../model/types.js';
-import { prepareEvents } from '../model/validation.js';
+import { prepareEvents, type PreparedEvents } from '../model/validation.js';
 import type { TailChunk, UnappliedTail } from '../query/tail.js';
 import { commitChunkSizeBytes, commitSizeBytes, encodeCommitChunks, WAL_RECORD_COMMIT } from '../storage/commit-record.js';
 import type { ByteArena } from '../storage/level.js';
@@ -14,7 +14,8 @@ import type { Applier } from './applier.js';
 import type { Checkpointer } from './checkpointer.js';
 import type { ConflictCheck } from './conflicts.js';
 import type { Planner } from './planner.js';
-import type { AppendRequest, CheckedCondition, PlannedAppend, VersionPrefetch } from './requests.js';
+import type { AppendRequest, CheckedCondition, DecisionRequest, PlannedAppend, VersionPrefetch } from './requests.js';
+import type { DecisionReads } from '../query/decision-reads.js';
 import type { LedgerState } from './state.js';
 import type { StreamVersions } from './stream-versions.js';
 
@@ -48,6 +49,8 @@ export type PreparedAppend = AppendRequest;
 
 const notQueued = () => undefined;
 
+const NO_EVENTS: PreparedEvents = Object.freeze({ chunks: [], ids: [], callerIds: false, count: 0 });
+
 export interface WriterParts {
   wal: Wal;
   tail: UnappliedTail;
@@ -56,6 +59,7 @@ export interface WriterParts {
   planner: Planner;
   versions: StreamVersions;
   conflicts: ConflictCheck;
+  decisionReads: DecisionReads;
   applier: Applier;
   checkpointer: Checkpointer;
 }
@@ -100,7 +104,25 @@ export class Writer {
       });
     }
     // One object from validation to resolution (an append's allocations show in the 64-writer case).
-    return { method, stream, expect, condition, events, chunksSizeBytes, timestamp: 0, versionPrefetch, resolve: notQueued, reject: notQueued };
+    return { method, stream, expect, condition, decision: null, events, chunksSizeBytes, timestamp: 0, versionPrefetch, resolve: notQueued, reject: notQueued };
+  }
+
+  /** A decision to queue: its events (and size) are known once the planner has run its decider. */
+  prepareDecision(decision: DecisionRequest): PreparedAppend {
+    if (this.#parts.state.failure) throw this.#parts.state.failure;
+    return {
+      method: 'decide',
+      stream: '',
+      expect: 'any',
+      condition: null,
+      decision,
+      events: NO_EVENTS,
+      chunksSizeBytes: 0,
+      timestamp: 0,
+      versionPrefetch: null,
+      resolve: notQueued,
+      reject: notQueued,
+    };
   }
 
   /** Queues a prepared append (planned in queue order); resolves once it is durable. */
@@ -196,7 +218,7 @@ export class Writer {
    * WAL cannot take).
    */
   #takeGroup(): AppendRequest[] {
-    const limitBytes = Math.min(GROUP_PAYLOAD_SIZE_BYTES_MAX, this.#parts.wal.maxRecordSizeBytes, UNAPPLIED_SIZE_BYTES_MAX - this.#parts.tail.sizeBytes);
+    const limitBytes = this.#groupLimitBytes();
     let count = 0;
     let chunksSizeBytes = 0;
     while (count < this.#queue.length && count < GROUP_APPENDS_MAX) {
@@ -207,8 +229,12 @@ export class Writer {
     return this.#queue.splice(0, count);
   }
 
+  #groupLimitBytes(): number {
+    return Math.min(GROUP_PAYLOAD_SIZE_BYTES_MAX, this.#parts.wal.maxRecordSizeBytes, UNAPPLIED_SIZE_BYTES_MAX - this.#parts.tail.sizeBytes);
+  }
+
   async #commitGroup(group: AppendRequest[]): Promise<void> {
-    const { state, tail, applier, conflicts, checkpointer, versions } = this.#parts;
+    const { state, tail, applier, conflicts, decisionReads, checkpointer, versions } = this.#parts;
     applier.beginPlanning();
     let issued: LoggedGroup | null;
     try {
@@ -240,6 +266,7 @@ export class Writer {
     assert(last > state.head, 'positions only grow');
     state.head = last;
     conflicts.noteDurable(published);
+    decisionReads.noteDurable(published);
     for (const append of planned) {
       const last = append.firstPosition + append.request.events.count - 1;
       const count = append.request.events.count;
@@ -259,7 +286,10 @@ export class Writer {
     let planned: PlannedAppend[];
     try {
       const reads = planner.read(group);
-      planned = planner.plan(group, reads instanceof Promise ? await reads : reads);
+      const plan = planner.plan(group, reads instanceof Promise ? await reads : reads, { groupBytes: this.#groupLimitBytes(), recordBytes: wal.maxRecordSizeBytes });
+      planned = plan.planned;
+      // Decisions sized only once decided may not all fit: the rest go first into the next group.
+      if (plan.deferred.length > 0) this.#queue.unshift(...plan.deferred);
     } catch (error) {
       // Reading state failed: nothing was written, so only this group fails.
       for (const request of group) request.reject(isFactError(error) ? error : ioError('plan', state.path, error));

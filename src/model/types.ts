@@ -54,3 +54,37 @@ export interface ReadOptions {
 export interface EventReader extends AsyncIterable<RecordedEvent> {
   toArray(): Promise<RecordedEvent[]>;
 }
+
+/** What a decider is given besides the events. */
+export interface DecisionContext {
+  /** 1 for the first call; a later call follows a conflict of an asynchronous decision. */
+  attempt: number;
+  /** The signal passed to decide(), if any. */
+  signal: AbortSignal | undefined;
+}
+
+/** The events to append (none: null, undefined or an empty list), or a promise of them. */
+export type Decision = EventInput | readonly EventInput[] | null | undefined | void;
+
+/**
+ * Given the events matching the decision's query (read-only, in position order), returns the
+ * events to append. A synchronous decider runs in the writer's turn, on exact state, and never
+ * conflicts; an asynchronous one is appended with the query as condition and retried.
+ */
+export type Decider = (events: readonly RecordedEvent[], context: DecisionContext) => Decision | PromiseLike<Decision>;
+
+export interface DecideOptions {
+  /** Attempts of an asynchronous decision before its conflict is surfaced (default 10). */
+  maxAttempts?: number;
+  /** Stops waiting for an asynchronous decider and its retries; decide() rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface DecideResult {
+  /** The append the decision made, or null when it returned no events. */
+  appended: AppendResult | null;
+  /** The newest position the (last) decision saw: its events are every match up to here. */
+  decidedAt: number;
+  /** Decider calls it took (1 unless an asynchronous decision conflicted). */
+  attempts: number;
+}

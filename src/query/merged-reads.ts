@@ -20,6 +20,12 @@ import type { UnappliedTail } from './tail.js';
 const READ_BATCH_EVENTS = 128;
 /** Hits whose chunks one getMany of a batch read fetches: bounds a LevelDB call, not the read. */
 const BATCH_READ_HITS_MAX = 4096;
+/**
+ * Up to this many hits, a batch read fetches their chunks with getSync: a hop through LevelDB's
+ * thread pool costs more than a few point reads from the block or page cache, and so few keep
+ * the event loop blocked only briefly (bench/query.bench.ts, the 10-match tag query).
+ */
+const SYNC_READ_HITS_MAX = 64;
 
 /** A stream's version as LevelDB holds it (0 when it has none). */
 export async function storedStreamVersion(db: LevelDatabase, stream: string): Promise<number> {
@@ -71,6 +77,36 @@ export class MergedReads {
   }
 
   /**
+   * scan() of the whole ledger in batches (LevelDB's steps, then the tail's events at once):
+   * a full scan then costs no generator step per event (see FlatEvents).
+   */
+  async *scanAllBatches(scan: ScanOptions): AsyncGenerator<RecordedEvent[]> {
+    const tail = this.#tail.snapshot(this.#appliedHead());
+    const forward = scan.direction === 'forward';
+    let remaining = scan.limit;
+    const tailEvents = (direction: boolean) => (tail.isEmpty ? [] : [...tail.events({ kind: 'all' }, direction, scan.from, remaining)]);
+    if (!forward) {
+      const newest = tailEvents(false);
+      remaining -= newest.length;
+      if (newest.length > 0) yield newest;
+    }
+    if (remaining <= 0) return;
+    for await (let batch of this.#reader.scanLedgerBatches({ ...scan, limit: Number.POSITIVE_INFINITY }, tail.appliedHead)) {
+      // Backward from above the applied head, LevelDB may hold what the apply moved since: the tail gave it.
+      if (!forward && batch.length > 0 && batch[0]!.position > tail.appliedHead) batch = batch.filter((event) => event.position <= tail.appliedHead);
+      if (batch.length > remaining) batch = batch.slice(0, remaining);
+      if (batch.length === 0) continue;
+      remaining -= batch.length;
+      yield batch;
+      if (remaining <= 0) return;
+    }
+    if (forward) {
+      const newest = tailEvents(true);
+      if (newest.length > 0) yield newest;
+    }
+  }
+
+  /**
    * The whole of a read as an array: what scan() yields, without a step per event. For a query
    * or one index the hits are gathered first (from the cursors' buffers, reading LevelDB only
    * when a buffer runs out), then the chunks they name come in one getMany and only those are
@@ -78,8 +114,12 @@ export class MergedReads {
    */
   async readAll(index: ParsedSource, scan: ScanOptions): Promise<RecordedEvent[]> {
     if (index === 'all' || (index instanceof Query && index.compiled === 'all')) {
+      scan.signal?.throwIfAborted();
       const events: RecordedEvent[] = [];
-      for await (const event of this.scan(index, scan)) events.push(event);
+      for await (const batch of this.scanAllBatches(scan)) {
+        for (const event of batch) events.push(event);
+        scan.signal?.throwIfAborted();
+      }
       return events;
     }
     scan.signal?.throwIfAborted();
@@ -94,7 +134,9 @@ export class MergedReads {
       const hits = await this.#storedHits(index, { ...scan, limit: remaining }, tail.appliedHead);
       for (let first = 0; first < hits.length; first += BATCH_READ_HITS_MAX) {
         scan.signal?.throwIfAborted();
-        for (const event of await this.#reader.events(hits.slice(first, first + BATCH_READ_HITS_MAX))) events.push(event);
+        const batch = hits.slice(first, first + BATCH_READ_HITS_MAX);
+        const read = batch.length <= SYNC_READ_HITS_MAX && this.#reader.readsSync ? this.#reader.eventsSync(batch) : await this.#reader.events(batch);
+        for (const event of read) events.push(event);
       }
     }
     if (forward && !tail.isEmpty) for (const event of tail.events(tailSource, true, scan.from, scan.limit - events.length)) events.push(event);

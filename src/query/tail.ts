@@ -109,11 +109,22 @@ export class TailSnapshot {
     return 0;
   }
 
+  /** The snapshot's chunks, oldest first. */
+  *chunks(): Generator<TailChunk> {
+    for (let step = 0; step < this.#end; step++) yield this.#chunks[step]!;
+  }
+
   /** The chunk holding `position`, if the tail has it. */
   chunkAt(position: number): TailChunk | undefined {
-    for (let step = 0; step < this.#end; step++) {
-      const chunk = this.#chunks[step]!;
-      if (chunk.firstPosition <= position && position < chunk.firstPosition + chunk.planned.tuples.length) return chunk;
+    // Chunks are in position order: a binary search (a full tail holds thousands).
+    let low = 0;
+    let high = this.#end - 1;
+    while (low <= high) {
+      const middle = (low + high) >>> 1;
+      const chunk = this.#chunks[middle]!;
+      if (position < chunk.firstPosition) high = middle - 1;
+      else if (position >= chunk.firstPosition + chunk.planned.tuples.length) low = middle + 1;
+      else return chunk;
     }
     return undefined;
   }
