@@ -469,6 +469,19 @@ describe('Wal API: zero fill in steps (docs/wal-format.md, "Files")', () => {
     expect(await collect(wal.replay({ from: 1 }))).toEqual(expected(1, perSegment + 1));
   });
 
+  it("sync 'none' never extends the fill (no fdatasync): records grow the file", async () => {
+    const sim = new SimFileSystem({ seed: 21 });
+    const fs = new CountingFileSystem(sim);
+    const wal = await open(SIM_DIR, { ...FILL, fs, sync: 'none' });
+    const before = fs.datasyncs;
+    for (let lsn = 1; lsn <= 40; lsn++) expect(await wal.append(p(lsn))).toBe(lsn);
+    expect(fs.datasyncs).toBe(before);
+    expect((await sim.readFile(simSegment(1)))!.length).toBe(recordOffset(1, 41));
+    await wal.sync();
+    expect(fs.datasyncs).toBe(before + 1);
+    expect(scanSegment(sim.durableContent(simSegment(1))!, 1).lastLsn).toBe(40);
+  });
+
   it('a group larger than the fill is written after the fill is extended to hold it', async () => {
     const dir = tempDir();
     const wal = await open(dir, FILL);
@@ -737,6 +750,7 @@ describe('Wal API: options', () => {
   it('accepts the boundary values of every option', async () => {
     const wal = await open(tempDir(), {
       segmentSizeBytes: 1024,
+      segmentFillStepBytes: 64,
       sync: 'interval',
       syncIntervalMs: 0,
       retainSegments: 0,

@@ -231,8 +231,8 @@ export class GroupCommitWriter implements SegmentLog {
     }
     assert(offset === sizeBytes, 'chunk size matches its records');
     assert(units[0]!.firstLsn === this.#writtenLsn + 1, 'chunk continues the log without a gap');
-    // Records only land in zero-filled, synced space (ActiveSegment.filledBytes).
-    if (active.offsetBytes + sizeBytes > active.filledBytes) await this.#extendFill(active.offsetBytes + sizeBytes);
+    // Records only land in zero-filled, synced space (ActiveSegment.filledBytes), except with sync 'none'.
+    if (this.#fillsAhead() && active.offsetBytes + sizeBytes > active.filledBytes) await this.#extendFill(active.offsetBytes + sizeBytes);
     // Written units wait for the sync that covers them; a failure below rejects them too.
     for (const unit of units) this.#awaitingSync.push(unit);
     try {
@@ -261,10 +261,18 @@ export class GroupCommitWriter implements SegmentLog {
     return Math.max(this.#options.segmentSizeBytes, this.#active.capacityBytes);
   }
 
+  /**
+   * Zero fill pays off through cheaper per-append fdatasyncs; sync 'none' has none, and an
+   * extension's fdatasync would flush its unsynced records: there records grow the file instead.
+   */
+  #fillsAhead(): boolean {
+    return this.#options.sync !== 'none';
+  }
+
   /** The write position crossed half of the filled region, and the segment is not filled to capacity. */
   #fillAheadDue(): boolean {
     const active = this.#active;
-    return active.filledBytes < this.#capacityBytes() && active.offsetBytes * 2 > active.filledBytes;
+    return this.#fillsAhead() && active.filledBytes < this.#capacityBytes() && active.offsetBytes * 2 > active.filledBytes;
   }
 
   /**

@@ -25,7 +25,8 @@ export interface ActiveSegment {
   capacityBytes: number;
   /**
    * File length, zero-filled (or written) and fdatasync'ed: writes below it overwrite allocated
-   * blocks, so their fdatasync need not journal a new file size. Records never land beyond it.
+   * blocks, so their fdatasync need not journal a new file size. Records never land beyond it,
+   * except with sync 'none' (no extensions: records grow the file).
    */
   filledBytes: number;
 }
