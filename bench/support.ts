@@ -96,7 +96,7 @@ export interface Target {
   name: string;
   measured: number;
   /** How the measured value is shown. */
-  unit: 'ratio' | 'ms';
+  unit: 'ratio' | 'ms' | 'bytes';
   target: number;
   /** 'min': measured ≥ target passes; 'max': measured ≤ target passes. */
   kind: 'min' | 'max';
@@ -107,7 +107,7 @@ export function judge(targets: Target[]): (Target & { pass: boolean })[] {
 }
 
 export function targetTable(targets: (Target & { pass: boolean })[]): string[] {
-  const show = (t: Target) => (t.unit === 'ratio' ? fmtRatio(t.measured) : `${fmtMs(t.measured)} ms`);
+  const show = (t: Target) => (t.unit === 'ratio' ? fmtRatio(t.measured) : t.unit === 'bytes' ? `${fmtInt(t.measured)} B` : `${fmtMs(t.measured)} ms`);
   return ['| target | measured | result |', '| --- | ---: | --- |', ...targets.map((t) => `| ${t.name} | ${show(t)} | ${t.pass ? 'PASS' : 'MISS'} |`)];
 }
 

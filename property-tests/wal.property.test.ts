@@ -32,7 +32,7 @@
  */
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseSegmentFileName, SEGMENT_HEADER_SIZE_BYTES, TEMP_SUFFIX } from '../src/wal/format.js';
+import { parseSegmentFileName, SEGMENT_FILL_STEP_BYTES, SEGMENT_HEADER_SIZE_BYTES, TEMP_SUFFIX } from '../src/wal/format.js';
 import { endOfNonZero, scanSegment } from '../src/wal/segment-scan.js';
 import type { FileHandle, FileSystem } from '../src/wal/file-system.js';
 import type { SimCrashMode, SimCrashReport, SimFaultErrno } from '../src/wal/sim-file-system.js';
@@ -61,6 +61,8 @@ interface Config {
   /** Every storage call takes an event-loop turn, so that appends and syncs interleave with writes. */
   slowFs: boolean;
   segmentSizeBytes: number;
+  /** Small steps make the writer extend a segment's zero fill often: crashes and faults land in extensions. */
+  segmentFillStepBytes: number;
   retainSegments: number | 'all';
   sync: SyncMode;
 }
@@ -175,6 +177,7 @@ function walOptions(config: Config, fs: SimFileSystem, extra: Partial<WalOptions
   return {
     fs: config.slowFs ? slowed(fs) : fs,
     segmentSizeBytes: config.segmentSizeBytes,
+    segmentFillStepBytes: config.segmentFillStepBytes,
     retainSegments: config.retainSegments,
     sync: config.sync,
     syncIntervalMs: SYNC_INTERVAL_MS,
@@ -690,18 +693,26 @@ class FaultCommand extends WalCommand {
     expect(started[started.length - 1]!.status, 'the final sync fails exactly when an operation did').toBe(poisoned ? 'rejected' : 'resolved');
     const probe = startOp(m, r, { kind: 'append', payload: new Uint8Array([0xfa, 0x17]), type: 9 });
     await settleAll([probe], 'append after the fault');
+    // The writer extends a segment's zero fill ahead of time, after the group it follows has
+    // resolved: a fault there poisons the WAL with every operation above settled.
+    const poisonedInBackground =
+      !poisoned && probe.status === 'rejected' && codeOf(probe.error) === 'FACT_WAL_POISONED';
     if (poisoned) {
       expect(probe.status, 'a later append is refused').toBe('rejected');
       expect(codeOf(probe.error), 'a later append rejects with FACT_WAL_POISONED').toBe('FACT_WAL_POISONED');
       m.trace.push('  poisoned');
       count(`fault fired: ${this.op}`);
+    } else if (poisonedInBackground) {
+      expect((probe.error as { cause?: { code?: unknown } }).cause?.code, 'the poison is the injected fault').toBe(this.error);
+      m.trace.push('  poisoned by a zero-fill extension after the operations settled');
+      count(`fault fired in a fill extension: ${this.op}`);
     } else {
       expect(probe.status, `append after an unfired fault: ${String(probe.error)}`).toBe('resolved');
       applyResolved(m, probe);
       m.trace.push('  fault did not fire');
       count(`fault did not fire: ${this.op}`);
     }
-    await closeWal(m, r, poisoned);
+    await closeWal(m, r, poisoned || poisonedInBackground);
     await openWal(m, r);
     await verifyReopened(m, r, `reopen after ${this.toString()}`);
   }
@@ -958,6 +969,7 @@ const configArb: fc.Arbitrary<Config> = fc.record({
   fsSeed: seedArb,
   slowFs: fc.boolean(),
   segmentSizeBytes: fc.integer({ min: 1024, max: 4096 }),
+  segmentFillStepBytes: fc.oneof(fc.integer({ min: 64, max: 1024 }), fc.constant(SEGMENT_FILL_STEP_BYTES)),
   retainSegments: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.constant('all' as const)),
   sync: fc.oneof(
     { weight: 6, arbitrary: fc.constant('always' as const) },
@@ -1010,7 +1022,7 @@ describe('WAL model-based crash injection (fast-check)', () => {
 
 // ------------------------------------------------------- crash at every storage call site
 
-const EXHAUSTIVE_CONFIG: Config = { fsSeed: 1, slowFs: false, segmentSizeBytes: 1024, retainSegments: 1, sync: 'always' };
+const EXHAUSTIVE_CONFIG: Config = { fsSeed: 1, slowFs: false, segmentSizeBytes: 1024, segmentFillStepBytes: 128, retainSegments: 1, sync: 'always' };
 const EXHAUSTIVE_CRASH_SEEDS = [1, 2, 3, 4, 5, 6];
 
 /** What the fixed scenario got acknowledged before it died. */

@@ -20,6 +20,7 @@ import {
   encodeSegmentHeader,
   LOCK_FILE,
   parseSegmentFileName,
+  SEGMENT_FILL_STEP_BYTES,
   SEGMENT_HEADER_SIZE_BYTES,
   segmentFileName,
 } from '../src/wal/format.js';
@@ -428,6 +429,121 @@ describe('Wal API: segments', () => {
   });
 });
 
+describe('Wal API: zero fill in steps (docs/wal-format.md, "Files")', () => {
+  /** A small fill step in a larger segment, so that every step shows in a few appends. */
+  const FILL: WalOptions = { segmentSizeBytes: 8192, segmentFillStepBytes: 256 };
+
+  it('a new segment is zero-filled only up to the fill step (default 256 KiB), not to its capacity', async () => {
+    const dir = tempDir();
+    await open(dir);
+    expect(readSegment(dir, 1)).toHaveLength(SEGMENT_FILL_STEP_BYTES);
+    const small = tempDir();
+    await open(small, FILL);
+    const bytes = readSegment(small, 1);
+    expect(bytes).toHaveLength(256);
+    expect(bytes.subarray(0, 32)).toEqual(Buffer.from(encodeSegmentHeader(1)));
+    expect(endOfNonZero(bytes, 32)).toBe(32);
+  });
+
+  it('the fill grows ahead of the writer, doubling, before the write position passes half of it, and stops at capacity', async () => {
+    const dir = tempDir();
+    const wal = await open(dir, { ...FILL, retainSegments: 'all' });
+    const lengths: number[] = [];
+    const perSegment = Math.floor((8192 - SEGMENT_HEADER_SIZE_BYTES) / RECORD_BYTES);
+    for (let lsn = 1; lsn <= perSegment; lsn++) {
+      await wal.append(p(lsn));
+      await wal.sync(); // waits for the writer's loop, so an extension ahead of time has run
+      const length = readSegment(dir, 1).length;
+      const end = recordOffset(1, lsn + 1);
+      expect(length, `after LSN ${lsn}`).toBeGreaterThanOrEqual(end);
+      if (length < 8192) expect(end * 2, `after LSN ${lsn}`).toBeLessThanOrEqual(length);
+      if (lengths[lengths.length - 1] !== length) lengths.push(length);
+    }
+    expect(lengths).toEqual([256, 512, 1024, 2048, 4096, 8192]);
+    expect(await wal.append(p(perSegment + 1))).toBe(perSegment + 1);
+    expect(segmentNames(dir)).toEqual([1, perSegment + 1].map(segmentFileName));
+    const sealed = readSegment(dir, 1);
+    expect(sealed).toHaveLength(8192);
+    expect(scanSegment(sealed, 1).lastLsn).toBe(perSegment);
+    expect(readSegment(dir, perSegment + 1)).toHaveLength(256);
+    expect(await collect(wal.replay({ from: 1 }))).toEqual(expected(1, perSegment + 1));
+  });
+
+  it("sync 'none' never extends the fill (no fdatasync): records grow the file", async () => {
+    const sim = new SimFileSystem({ seed: 21 });
+    const fs = new CountingFileSystem(sim);
+    const wal = await open(SIM_DIR, { ...FILL, fs, sync: 'none' });
+    const before = fs.datasyncs;
+    for (let lsn = 1; lsn <= 40; lsn++) expect(await wal.append(p(lsn))).toBe(lsn);
+    expect(fs.datasyncs).toBe(before);
+    expect((await sim.readFile(simSegment(1)))!.length).toBe(recordOffset(1, 41));
+    await wal.sync();
+    expect(fs.datasyncs).toBe(before + 1);
+    expect(scanSegment(sim.durableContent(simSegment(1))!, 1).lastLsn).toBe(40);
+  });
+
+  it('a group larger than the fill is written after the fill is extended to hold it', async () => {
+    const dir = tempDir();
+    const wal = await open(dir, FILL);
+    expect(await Promise.all(range(1, 40).map((lsn) => wal.append(p(lsn))))).toEqual(range(1, 40));
+    await wal.sync();
+    const bytes = readSegment(dir, 1);
+    expect(bytes.length).toBeGreaterThanOrEqual(recordOffset(1, 41));
+    expect(bytes.length).toBeLessThanOrEqual(8192);
+    expect(scanSegment(bytes, 1).lastLsn).toBe(40);
+  });
+
+  it('a unit larger than a segment gets its own segment, filled to fit', async () => {
+    const dir = tempDir();
+    const wal = await open(dir, { segmentSizeBytes: 1024, segmentFillStepBytes: 128 });
+    await wal.append(p(1));
+    const big = new Uint8Array(5000).fill(0x5a);
+    expect(await wal.append(big)).toBe(2);
+    expect(await wal.append(p(3))).toBe(3);
+    expect(segmentNames(dir)).toEqual([1, 2, 3].map(segmentFileName));
+    expect(readSegment(dir, 2)).toHaveLength(32 + 32 + 5000);
+    expect((await collect(wal.replay({ from: 1 }))).map(([lsn]) => lsn)).toEqual([1, 2, 3]);
+  });
+
+  it('row 6a: a newest segment that ends before its capacity (an extension lost) opens clean and is extended again', async () => {
+    const dir = tempDir();
+    await buildLog(dir, 5, FILL);
+    const file = segmentPath(dir, 1);
+    expect(nodeFs.statSync(file).size).toBe(512);
+    nodeFs.truncateSync(file, recordOffset(1, 6)); // the file ends right after the last record
+    let wal = await open(dir, FILL);
+    expect(wal.recovery.tornTail).toBeNull();
+    expect(wal.lastLsn).toBe(5);
+    for (let lsn = 6; lsn <= 30; lsn++) expect(await wal.append(p(lsn))).toBe(lsn);
+    await wal.close();
+    expect(nodeFs.statSync(file).size).toBeGreaterThanOrEqual(recordOffset(1, 31));
+    wal = await open(dir, FILL);
+    expect(wal.recovery.tornTail).toBeNull();
+    expect(await collect(wal.replay({ from: 1 }))).toEqual(expected(1, 30));
+  });
+
+  it('row 6a: a sealed segment that ends before its capacity is not corruption', async () => {
+    const dir = tempDir();
+    await buildLog(dir, 30, { segmentFillStepBytes: 128 });
+    nodeFs.truncateSync(segmentPath(dir, 1), recordOffset(1, 24));
+    const wal = await open(dir, { segmentSizeBytes: SMALL_SEGMENT_BYTES, retainSegments: 'all' });
+    expect(wal.recovery.repair).toBeNull();
+    expect(await collect(wal.replay({ from: 1 }))).toEqual(expected(1, 30));
+  });
+
+  it('row 6a + 7: a torn extension (the file ends in bytes that are not zeros) is a torn tail, zeroed and reported', async () => {
+    const dir = tempDir();
+    await buildLog(dir, 5, FILL);
+    const file = segmentPath(dir, 1);
+    nodeFs.truncateSync(file, 300);
+    patchFile(file, 300, new Uint8Array(40).fill(0xee)); // a torn, garbled extension past the log end
+    const wal = await open(dir, FILL);
+    expect(wal.recovery.tornTail).toEqual({ segment: segmentFileName(1), offsetBytes: recordOffset(1, 6), bytes: 340 - recordOffset(1, 6) });
+    expect(await wal.append(p(6))).toBe(6);
+    expect(await collect(wal.replay({ from: 1 }))).toEqual(expected(1, 6));
+  });
+});
+
 describe('Wal API: replay', () => {
   it('replay({from}) yields records with LSN ≥ from, in LSN order, across segments', async () => {
     const dir = tempDir();
@@ -615,6 +731,8 @@ describe('Wal API: options', () => {
     ['maxRecordSizeBytes negative', { maxRecordSizeBytes: -1 }],
     ['maxRecordSizeBytes above 1 GiB', { maxRecordSizeBytes: 1024 ** 3 + 1 }],
     ['maxRecordSizeBytes fractional', { maxRecordSizeBytes: 10.5 }],
+    ['segmentFillStepBytes below 64', { segmentFillStepBytes: 63 }],
+    ['segmentFillStepBytes fractional', { segmentFillStepBytes: 1000.5 }],
   ];
   for (const [name, options] of bad) {
     it(`rejects ${name} with FACT_INVALID_ARGUMENT before touching the disk`, async () => {
@@ -632,6 +750,7 @@ describe('Wal API: options', () => {
   it('accepts the boundary values of every option', async () => {
     const wal = await open(tempDir(), {
       segmentSizeBytes: 1024,
+      segmentFillStepBytes: 64,
       sync: 'interval',
       syncIntervalMs: 0,
       retainSegments: 0,
@@ -1405,6 +1524,32 @@ describe('faults (SimFileSystem)', () => {
     await reopened.close();
   });
 
+  for (const fault of [
+    { op: 'datasync', error: 'EIO' },
+    { op: 'write', error: 'ENOSPC' },
+  ] as const) {
+    it(`${fault.error} on the ${fault.op} of a fill extension poisons the WAL; reopen recovers every acknowledged record`, async () => {
+      const options: WalOptions = { segmentSizeBytes: 8192, segmentFillStepBytes: 256 };
+      for (const seed of range(1, 5)) {
+        const sim = new SimFileSystem({ seed });
+        const wal = await Wal.open(SIM_DIR, { ...options, fs: sim });
+        expect(await wal.append(p(1))).toBe(1);
+        expect(await wal.append(p(2))).toBe(2);
+        // LSN 3 crosses half of the 256-byte fill: its own write and fdatasync pass, the extension's fails.
+        sim.injectFault({ ...fault, path: 'wal-', after: 1 });
+        expect(await wal.append(p(3))).toBe(3);
+        const error = await expectCode(wal.append(p(4)), 'FACT_WAL_POISONED');
+        expect((error.cause as { code?: string } | undefined)?.code).toBe(fault.error);
+        await wal.close();
+        sim.crash();
+        const reopened = await Wal.open(SIM_DIR, { ...options, fs: sim });
+        expect(await collect(reopened.replay({ from: 1 }))).toEqual(expected(1, 3));
+        expect(await reopened.append(p(4))).toBe(4);
+        await reopened.close();
+      }
+    });
+  }
+
   it('bit flip in a sealed segment refuses to open with FACT_WAL_CORRUPTION', async () => {
     const sim = new SimFileSystem({ seed: 12 });
     const wal = await Wal.open(SIM_DIR, { fs: sim, segmentSizeBytes: SMALL_SEGMENT_BYTES });
@@ -1582,6 +1727,26 @@ describe('crashes (SimFileSystem, crashAfterOps over every step)', () => {
       await checkpointTracked(wal, tracker, 72); // deletes segment 47
     },
   };
+
+  // Segments filled in 128-byte steps: extensions (zeros, then fdatasync) before and after writes, and at rotation.
+  const filling: SweepCase = {
+    options: { segmentSizeBytes: 2048, segmentFillStepBytes: 128, retainSegments: 'all' },
+    setup: (wal, tracker) => appendTracked(wal, tracker, 2),
+    work: async (wal, tracker) => {
+      await appendTracked(wal, tracker, 12);
+      await groupTracked(wal, tracker, 16); // larger than the fill: extended before the write
+      await batchTracked(wal, tracker, 5);
+      await appendTracked(wal, tracker, 20); // rotation at 48, then the new segment's first steps
+    },
+  };
+
+  it('crash mid-extension of the zero fill opens and replays correctly (power loss)', async () => {
+    expect(await crashSweep(filling, [1, 2, 3], 'power-loss')).toBeGreaterThan(60);
+  });
+
+  it('crash mid-extension of the zero fill opens and replays correctly (process crash, then power loss)', async () => {
+    await crashSweep(filling, [4, 5], 'process');
+  });
 
   it('crash mid-rotation opens and replays correctly (power loss)', async () => {
     expect(await crashSweep(rotation, [1, 2, 3], 'power-loss')).toBeGreaterThan(40);

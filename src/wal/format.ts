@@ -18,6 +18,10 @@ export const CHECKPOINT_SIZE_BYTES = 24;
 export const RECORD_PAYLOAD_SIZE_BYTES_LIMIT = 1024 * 1024 * 1024;
 export const LSN_LIMIT = Number.MAX_SAFE_INTEGER;
 export const RECORD_TYPE_MAX = 255;
+/** Zero fill of a new segment, and the first extension step (docs/wal-format.md, "Files"). */
+export const SEGMENT_FILL_STEP_BYTES = 256 * 1024;
+/** Largest extension of a segment's zero fill; steps double up to it. */
+export const SEGMENT_FILL_STEP_MAX_BYTES = 4 * 1024 * 1024;
 
 const SEGMENT_MAGIC = Buffer.from('FACTWAL\0', 'latin1');
 const CHECKPOINT_MAGIC = Buffer.from('FACTCKP\0', 'latin1');

@@ -6,9 +6,9 @@
  */
 import { assert, FactError, ioError, isFactError } from '../errors.js';
 import type { FileSystem } from './file-system.js';
-import { encodeRecordInto, RECORD_HEADER_SIZE_BYTES, SEGMENT_HEADER_SIZE_BYTES } from './format.js';
+import { encodeRecordInto, RECORD_HEADER_SIZE_BYTES, SEGMENT_FILL_STEP_MAX_BYTES, SEGMENT_HEADER_SIZE_BYTES } from './format.js';
 import type { ResolvedOptions } from './options.js';
-import { type ActiveSegment, createSegment, type Segment, type SegmentLog } from './segment-files.js';
+import { type ActiveSegment, createSegment, extendFill, type Segment, type SegmentLog } from './segment-files.js';
 
 interface PendingAppend {
   payloads: Uint8Array[];
@@ -168,6 +168,8 @@ export class GroupCommitWriter implements SegmentLog {
           }
           waiters = [];
         }
+        // Ahead of time, so that the next groups rarely wait for an extension (docs/wal-format.md).
+        if (this.#fillAheadDue()) await this.#extendFill(0);
       }
     } catch (error) {
       this.#poisonWith(error);
@@ -178,7 +180,6 @@ export class GroupCommitWriter implements SegmentLog {
   }
 
   async #writeGroup(group: PendingAppend[]): Promise<void> {
-    const { segmentSizeBytes } = this.#options;
     let chunk: PendingAppend[] = [];
     let chunkBytes = 0;
     for (const unit of group) {
@@ -186,7 +187,7 @@ export class GroupCommitWriter implements SegmentLog {
       for (const payload of unit.payloads) unitBytes += RECORD_HEADER_SIZE_BYTES + payload.length;
       const offset = this.#active.offsetBytes + chunkBytes;
       const segmentHasRecords = offset > SEGMENT_HEADER_SIZE_BYTES;
-      if (offset + unitBytes > Math.max(segmentSizeBytes, this.#active.capacityBytes) && segmentHasRecords) {
+      if (offset + unitBytes > this.#capacityBytes() && segmentHasRecords) {
         await this.#writeChunk(chunk, chunkBytes);
         chunk = [];
         chunkBytes = 0;
@@ -230,6 +231,8 @@ export class GroupCommitWriter implements SegmentLog {
     }
     assert(offset === sizeBytes, 'chunk size matches its records');
     assert(units[0]!.firstLsn === this.#writtenLsn + 1, 'chunk continues the log without a gap');
+    // Records only land in zero-filled, synced space (ActiveSegment.filledBytes), except with sync 'none'.
+    if (this.#fillsAhead() && active.offsetBytes + sizeBytes > active.filledBytes) await this.#extendFill(active.offsetBytes + sizeBytes);
     // Written units wait for the sync that covers them; a failure below rejects them too.
     for (const unit of units) this.#awaitingSync.push(unit);
     try {
@@ -252,6 +255,41 @@ export class GroupCommitWriter implements SegmentLog {
       this.#durableLsn = target;
     }
     this.#resolveAwaitingSync(this.#durableLsn);
+  }
+
+  #capacityBytes(): number {
+    return Math.max(this.#options.segmentSizeBytes, this.#active.capacityBytes);
+  }
+
+  /**
+   * Zero fill pays off through cheaper per-append fdatasyncs; sync 'none' has none, and an
+   * extension's fdatasync would flush its unsynced records: there records grow the file instead.
+   */
+  #fillsAhead(): boolean {
+    return this.#options.sync !== 'none';
+  }
+
+  /** The write position crossed half of the filled region, and the segment is not filled to capacity. */
+  #fillAheadDue(): boolean {
+    const active = this.#active;
+    return this.#fillsAhead() && active.filledBytes < this.#capacityBytes() && active.offsetBytes * 2 > active.filledBytes;
+  }
+
+  /**
+   * Extends the active segment's zero fill by one step (as much as is filled, from
+   * segmentFillStepBytes up to SEGMENT_FILL_STEP_MAX_BYTES, within capacity) and at least to
+   * `minimumEnd`. Its fdatasync covers what was written before it, so those appends resolve.
+   */
+  async #extendFill(minimumEnd: number): Promise<void> {
+    const active = this.#active;
+    const { segmentFillStepBytes } = this.#options;
+    const step = Math.min(Math.max(SEGMENT_FILL_STEP_MAX_BYTES, segmentFillStepBytes), Math.max(segmentFillStepBytes, active.filledBytes));
+    const target = this.#writtenLsn;
+    await extendFill(active, Math.max(minimumEnd, Math.min(this.#capacityBytes(), active.filledBytes + step)));
+    if (target > this.#durableLsn) {
+      this.#durableLsn = target;
+      this.#resolveAwaitingSync(target);
+    }
   }
 
   #resolveAwaitingSync(durableLsn: number): void {
@@ -278,7 +316,8 @@ export class GroupCommitWriter implements SegmentLog {
     await this.#syncActive();
     const firstLsn = this.#writtenLsn + 1;
     const previous = this.#active;
-    const active = await createSegment(this.#fs, this.#dir, firstLsn, Math.max(this.#options.segmentSizeBytes, minimumSizeBytes));
+    const { segmentSizeBytes, segmentFillStepBytes } = this.#options;
+    const active = await createSegment(this.#fs, this.#dir, firstLsn, Math.max(segmentSizeBytes, minimumSizeBytes), segmentFillStepBytes);
     this.#segments.push(active.segment);
     this.#active = active;
     await previous.handle.close().catch(() => undefined);

@@ -97,7 +97,7 @@ class LogRecovery {
       if (checkpointLsn > 0) {
         throw walCorruption(`WAL in ${this.#dir} has a checkpoint at LSN ${checkpointLsn} but no segment files`, { checkpointLsn });
       }
-      const active = await createSegment(this.#fs, this.#dir, 1, this.#options.segmentSizeBytes);
+      const active = await createSegment(this.#fs, this.#dir, 1, this.#options.segmentSizeBytes, this.#options.segmentFillStepBytes);
       return this.#finish([active.segment], active, 0, checkpointLsn);
     }
 
@@ -117,7 +117,9 @@ class LogRecovery {
 
     let lastLsn = 0;
     let activeEnd = SEGMENT_HEADER_SIZE_BYTES;
-    let capacityBytes = 0;
+    // The active segment's file length: a segment shorter than its capacity is not corruption
+    // (row 6a): the end of the file reads as zero fill, and the writer extends the fill again.
+    let filledBytes = 0;
     let activeScan: { bytes: Uint8Array; scan: SegmentScan } | null = null;
     for (let index = firstNeeded; index < segments.length; index++) {
       const segment = segments[index]!;
@@ -136,7 +138,7 @@ class LogRecovery {
           await this.#repair(segments, index, bytes, scan.endOffset, scan.lastLsn + 1, damage.message);
           lastLsn = scan.lastLsn;
           activeEnd = scan.endOffset;
-          capacityBytes = bytes.length;
+          filledBytes = bytes.length;
           activeScan = { bytes, scan };
           break;
         }
@@ -145,7 +147,7 @@ class LogRecovery {
       // The newest segment: its tail decides torn versus damaged (rows 6–8).
       lastLsn = scan.lastLsn;
       activeEnd = scan.endOffset;
-      capacityBytes = bytes.length;
+      filledBytes = bytes.length;
       activeScan = { bytes, scan };
       const tailEnd = endOfNonZero(bytes, scan.endOffset);
       if (tailEnd > scan.endOffset) {
@@ -216,7 +218,7 @@ class LogRecovery {
       await handle.close().catch(() => undefined);
       throw ioError('sync recovered log', activeSegment.path, error);
     }
-    return this.#finish(segments, { segment: activeSegment, handle, offsetBytes: activeEnd, capacityBytes }, lastLsn, checkpointLsn);
+    return this.#finish(segments, { segment: activeSegment, handle, offsetBytes: activeEnd, capacityBytes: Math.max(this.#options.segmentSizeBytes, filledBytes), filledBytes }, lastLsn, checkpointLsn);
   }
 
   #finish(segments: Segment[], active: ActiveSegment, lastLsn: number, checkpointLsn: number): RecoveredLog {

@@ -1,6 +1,6 @@
 /**
- * Segment files as files: finding them in the directory, creating them whole (docs/wal-format.md,
- * "Files"), zero-filling, reading a prefix, checking a header. What their records mean is
+ * Segment files as files: finding them in the directory, creating them with a zero-filled prefix
+ * and extending that fill (docs/wal-format.md, "Files"), reading a prefix, checking a header. What their records mean is
  * segment-scan.ts's concern.
  */
 import { FactError, ioError } from '../errors.js';
@@ -21,7 +21,14 @@ export interface ActiveSegment {
   segment: Segment;
   handle: FileHandle;
   offsetBytes: number;
+  /** Logical size: the writer rotates when the next unit would end beyond it. */
   capacityBytes: number;
+  /**
+   * File length, zero-filled (or written) and fdatasync'ed: writes below it overwrite allocated
+   * blocks, so their fdatasync need not journal a new file size. Records never land beyond it,
+   * except with sync 'none' (no extensions: records grow the file).
+   */
+  filledBytes: number;
 }
 
 /** The log as replay and retention see it: live views, which the writer changes as it goes. */
@@ -59,10 +66,18 @@ async function writeZeros(handle: FileHandle, from: number, to: number): Promise
 }
 
 /**
- * Header + zero fill up to `capacityBytes` into a temp file, fdatasync, rename, directory fsync
- * (docs/wal-format.md): a crash leaves no half-made segment under a segment's name.
+ * Header + zero fill up to `fillBytes` (at most `capacityBytes`) into a temp file, fdatasync,
+ * rename, directory fsync (docs/wal-format.md): a crash leaves no half-made segment under a
+ * segment's name. The writer extends the fill later (extendFill).
  */
-export async function createSegment(fs: FileSystem, dir: string, firstLsn: number, capacityBytes: number): Promise<ActiveSegment> {
+export async function createSegment(
+  fs: FileSystem,
+  dir: string,
+  firstLsn: number,
+  capacityBytes: number,
+  fillBytes: number,
+): Promise<ActiveSegment> {
+  const filledBytes = Math.max(SEGMENT_HEADER_SIZE_BYTES, Math.min(capacityBytes, fillBytes));
   const name = segmentFileName(firstLsn);
   const path = joinPath(dir, name);
   const tempPath = path + TEMP_SUFFIX;
@@ -70,7 +85,7 @@ export async function createSegment(fs: FileSystem, dir: string, firstLsn: numbe
   try {
     handle = await fs.open(tempPath, 'overwrite');
     await handle.write(encodeSegmentHeader(firstLsn), 0);
-    await writeZeros(handle, SEGMENT_HEADER_SIZE_BYTES, capacityBytes);
+    await writeZeros(handle, SEGMENT_HEADER_SIZE_BYTES, filledBytes);
     await handle.datasync();
     await fs.rename(tempPath, path);
     await fs.syncDir(dir);
@@ -78,7 +93,23 @@ export async function createSegment(fs: FileSystem, dir: string, firstLsn: numbe
     await handle?.close().catch(() => undefined);
     throw ioError('create segment', path, error);
   }
-  return { segment: { firstLsn, name, path }, handle, offsetBytes: SEGMENT_HEADER_SIZE_BYTES, capacityBytes };
+  return { segment: { firstLsn, name, path }, handle, offsetBytes: SEGMENT_HEADER_SIZE_BYTES, capacityBytes, filledBytes };
+}
+
+/**
+ * Grows the active segment's zero fill to `toBytes`: zeros after the current end of the file,
+ * then fdatasync (which also makes every record written before it durable). A crash midway
+ * leaves a shorter file or zeros past the log's end: both read as the end of the log.
+ */
+export async function extendFill(active: ActiveSegment, toBytes: number): Promise<void> {
+  if (toBytes <= active.filledBytes) return;
+  try {
+    await writeZeros(active.handle, active.filledBytes, toBytes);
+    await active.handle.datasync();
+  } catch (error) {
+    throw ioError('extend zero fill', active.segment.path, error);
+  }
+  active.filledBytes = toBytes;
 }
 
 /** Overwrites [from, to) of a segment with zeros and fdatasyncs it. */
