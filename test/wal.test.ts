@@ -1640,3 +1640,16 @@ describe('crashes (SimFileSystem, crashAfterOps over every step)', () => {
     }
   });
 });
+
+describe('NodeFileSystem.readFile', () => {
+  it('reads a file larger than a read chunk byte for byte, an empty file as empty, a missing one as null', async () => {
+    const dir = tempDir();
+    const fs = new NodeFileSystem();
+    const big = new Uint8Array(3 * 1024 * 1024 + 17).map((_, index) => (index * 131 + (index >> 12)) & 0xff);
+    nodeFs.writeFileSync(path.join(dir, 'big'), big);
+    nodeFs.writeFileSync(path.join(dir, 'empty'), new Uint8Array(0));
+    expect(Buffer.from((await fs.readFile(path.join(dir, 'big')))!).equals(Buffer.from(big))).toBe(true);
+    expect((await fs.readFile(path.join(dir, 'empty')))!.length).toBe(0);
+    expect(await fs.readFile(path.join(dir, 'missing'))).toBeNull();
+  });
+});
