@@ -10,7 +10,8 @@
  * Reports events/s per window of BENCH_GROWTH_WINDOW_EVENTS (1,000,000), the ratio last window / first
  * window (target ≥ 0.7), and open time (close, then FactStore.open + head(), median of
  * OPEN_REPETITIONS opens) at 10k, 1M and the end (target < 50 ms). Time spent closing and reopening
- * is not counted in any window. LevelDB's table-file count is logged with each window.
+ * is not counted in any window. Each window also reports the process's CPU time and the bytes it
+ * had written to storage per event, which the machine's other load disturbs far less than events/s. LevelDB's table-file count is logged with each window.
  * Results: bench/results/growth.json and a Markdown table on stdout; a missed target is printed,
  * never turned into a failing exit code.
  */
@@ -65,8 +66,27 @@ interface Window {
   toEvents: number;
   seconds: number;
   eventsPerSec: number;
+  /** Process CPU (main thread, LevelDB's compaction thread, the thread pool) per event: less noisy than events/s on a shared machine. */
+  cpuMicrosPerEvent: number;
+  /** Bytes the process passed to write calls per event (/proc/self/io wchar; NaN elsewhere): WAL plus LevelDB's write amplification. */
+  writtenBytesPerEvent: number;
   tables: number;
 }
+
+/** Bytes this process has passed to write calls so far (Linux: wchar, which counts them whether or not the page cache has written them back yet), else NaN. */
+function writtenBytes(): number {
+  try {
+    const match = /^wchar: (\d+)$/m.exec(fs.readFileSync('/proc/self/io', 'utf8'));
+    return match ? Number(match[1]) : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+const cpuMicros = () => {
+  const usage = process.cpuUsage();
+  return usage.user + usage.system;
+};
 
 interface OpenSample {
   events: number;
@@ -120,6 +140,8 @@ async function main(): Promise<void> {
     let appended = 0;
     let windowStart = performance.now();
     let windowFrom = 0;
+    let windowCpu = cpuMicros();
+    let windowWritten = writtenBytes();
     /** Appends until `until` events, IN_FLIGHT calls at a time; closes windows on the way. */
     const appendUntil = async (until: number) => {
       const loop = async () => {
@@ -131,11 +153,27 @@ async function main(): Promise<void> {
           if (appended % WINDOW_EVENTS === 0) {
             const now = performance.now();
             const seconds = (now - windowStart) / 1000;
-            const window = { fromEvents: windowFrom, toEvents: appended, seconds, eventsPerSec: (appended - windowFrom) / seconds, tables: ledgerFiles(dir).tables };
+            const events = appended - windowFrom;
+            const cpu = cpuMicros();
+            const written = writtenBytes();
+            const window = {
+              fromEvents: windowFrom,
+              toEvents: appended,
+              seconds,
+              eventsPerSec: events / seconds,
+              cpuMicrosPerEvent: (cpu - windowCpu) / events,
+              writtenBytesPerEvent: (written - windowWritten) / events,
+              tables: ledgerFiles(dir).tables,
+            };
             windows.push(window);
-            log(`${fmtInt(windowFrom)}–${fmtInt(appended)}: ${fmtInt(window.eventsPerSec)} events/s (${seconds.toFixed(1)} s), ${window.tables} tables, RSS ${rssMB().toFixed(0)} MB`);
+            log(
+              `${fmtInt(windowFrom)}–${fmtInt(appended)}: ${fmtInt(window.eventsPerSec)} events/s (${seconds.toFixed(1)} s), ` +
+                `${window.cpuMicrosPerEvent.toFixed(1)} µs CPU/event, ${fmtInt(window.writtenBytesPerEvent)} B written/event, ${window.tables} tables, RSS ${rssMB().toFixed(0)} MB`,
+            );
             windowStart = now;
             windowFrom = appended;
+            windowCpu = cpu;
+            windowWritten = written;
           }
         }
       };
@@ -149,6 +187,8 @@ async function main(): Promise<void> {
       db = measured.db;
       opens.push(measured.sample);
       windowStart += performance.now() - paused;
+      windowCpu = cpuMicros();
+      windowWritten = writtenBytes();
     }
     await db.close();
   } finally {
@@ -167,9 +207,12 @@ async function main(): Promise<void> {
       `${BATCH_EVENTS}-event append() calls, ${IN_FLIGHT} in flight, 2 tags per event of ${fmtInt(TAGS)}; WAL sync 'always'; ` +
       `1-min load average ${loadAtStart.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at end.`,
     '',
-    '| events | events/s | × first window |',
-    '| --- | ---: | ---: |',
-    ...windows.map((w) => `| ${fmtInt(w.fromEvents)}–${fmtInt(w.toEvents)} | ${fmtInt(w.eventsPerSec)} | ${fmtRatio(w.eventsPerSec / first.eventsPerSec)} |`),
+    '| events | events/s | × first window | CPU µs/event | written B/event |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    ...windows.map(
+      (w) =>
+        `| ${fmtInt(w.fromEvents)}–${fmtInt(w.toEvents)} | ${fmtInt(w.eventsPerSec)} | ${fmtRatio(w.eventsPerSec / first.eventsPerSec)} | ${w.cpuMicrosPerEvent.toFixed(1)} | ${fmtInt(w.writtenBytesPerEvent)} |`,
+    ),
     '',
     '| open at | close ms | open ms (median of 3) | disk B/event |',
     '| ---: | ---: | ---: | ---: |',
