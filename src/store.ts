@@ -20,7 +20,7 @@ import { abortable, parseSource } from './query/sources.js';
 import { UnappliedTail } from './query/tail.js';
 import { bindBarrier, chooseBarrier, type LevelDurability } from './storage/barrier.js';
 import { metaKey } from './storage/keys.js';
-import { batchFactory, ByteArena, VIEW, type BatchFactory, type LevelDatabase } from './storage/level.js';
+import { batchFactory, ByteArena, LEVEL_OPEN_OPTIONS, VIEW, type BatchFactory, type LevelDatabase } from './storage/level.js';
 import { readRecordedDataFields } from './storage/meta.js';
 import { Applier } from './ledger/applier.js';
 import { Checkpointer, DEFAULT_CHECKPOINT_EVERY_BYTES } from './ledger/checkpointer.js';
@@ -55,7 +55,7 @@ export interface FactStoreOptions {
   levelDurability?: LevelDurability;
   /** The WAL's file system (tests: SimFileSystem). */
   fs?: FileSystem;
-  /** Logged bytes between checkpoints. Default 8 MiB. */
+  /** Logged bytes between checkpoints. Default 32 MiB (DEFAULT_CHECKPOINT_EVERY_BYTES). */
   checkpointEveryBytes?: number;
   /** Indexes to maintain besides the built-in ones: top-level data fields. */
   indexes?: { data?: readonly string[] };
@@ -406,7 +406,7 @@ function checkDataFields(value: unknown): string[] {
 
 /** Opens the `level` option, or level's Level (classic-level in Node) at `<path>/ledger`, taking LevelDB's lock (a kernel lock, released when its holder dies). */
 async function openLevel(path: string, level: LevelDatabase | undefined, fs: FileSystem, walDir: string): Promise<LevelDatabase> {
-  const db = level ?? new Level<Uint8Array, Uint8Array>(joinPath(path, 'ledger'), VIEW);
+  const db = level ?? new Level<Uint8Array, Uint8Array>(joinPath(path, 'ledger'), LEVEL_OPEN_OPTIONS);
   try {
     if (db.status !== 'open') await db.open();
     return db;

@@ -4,11 +4,16 @@
  * without a barrier is refused at open. LossyLevel plays LevelDB: its flush can fail the way
  * LevelDB's CompactRange does (the promise resolves, the next write fails), and so can writes.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Level } from 'level';
 import { describe, expect, it } from 'vitest';
 import { FactStore } from '../src/index.js';
 import { LossyLevel, SimFileSystem } from '../src/testing/index.js';
 import type { FactStoreOptions, LevelDatabase } from '../src/index.js';
-import { metaKey, u64 } from '../src/storage/keys.js';
+import { indexKey, KeySpace, ledgerKey, metaKey, u64 } from '../src/storage/keys.js';
+import { compactRangeBarrier } from '../src/storage/barrier.js';
 import { VIEW } from '../src/storage/level.js';
 import { expectFactError, newMemoryLevel } from './support/backends.js';
 
@@ -216,5 +221,34 @@ describe('the level option and levelDurability', () => {
     // Without `level`, factstore's own classic-level always gets the real barrier.
     await expectFactError(() => FactStore.open(DB, { fs, levelDurability: 'volatile' }), 'FACT_INVALID_ARGUMENT', /levelDurability.*level/);
     expect(await fs.exists(DB)).toBe(false);
+  });
+});
+
+describe("the barrier on classic-level (LevelDB 1.20's CompactRange)", () => {
+  it('flushes the memtable to one more table file and compacts nothing, so its cost does not grow with the store', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'factstore-barrier-'));
+    // level's Level is classic-level's ClassicLevel in Node; its types leave out what this test uses.
+    const db = new Level<Uint8Array, Uint8Array>(dir, VIEW) as unknown as Parameters<typeof compactRangeBarrier>[0] & { getProperty(name: string): string };
+    try {
+      await db.open();
+      const tables = () => Array.from({ length: 7 }, (_, level) => Number(db.getProperty(`leveldb.num-files-at-level${level}`))).reduce((sum, files) => sum + files, 0);
+      for (let round = 0; round < 3; round++) {
+        // Keys around `M` like an apply batch's: ledger chunks, `M applied`, tag entries.
+        const batch = db.batch();
+        for (let index = 0; index < 200; index++) {
+          batch.put<Uint8Array, Uint8Array>(ledgerKey(round * 200 + index), new Uint8Array(64), VIEW);
+          batch.put<Uint8Array, Uint8Array>(indexKey(KeySpace.tag, new TextEncoder().encode(`t:${index}`), round * 200 + index), u64(round), VIEW);
+        }
+        batch.put<Uint8Array, Uint8Array>(metaKey('applied'), u64(round), VIEW);
+        await batch.write();
+        await compactRangeBarrier(db);
+        // A compaction would have merged the new table with an older one.
+        expect(tables()).toBe(round + 1);
+      }
+      expect((await db.get<Uint8Array, Uint8Array>(metaKey('applied'), VIEW))?.[7]).toBe(2);
+    } finally {
+      await db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

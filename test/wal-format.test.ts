@@ -471,6 +471,19 @@ describe('segment scan (LSN sequence and unit rules)', () => {
     expect(endOfNonZero(bytes, 32)).toBe(100);
   });
 
+  it('endOfNonZero over a segment-sized buffer: the same answer at and around its 64 KiB blocks, and `from` and the limit respected', () => {
+    const size = 1 << 20;
+    const bytes = new Uint8Array(size);
+    expect(endOfNonZero(bytes, 32)).toBe(32);
+    for (const at of [32, 65535, 65536, 65537, size - 65537, size - 65536, size - 1]) {
+      bytes.fill(0);
+      bytes[at] = 7;
+      expect(endOfNonZero(bytes, 32)).toBe(at + 1);
+      expect(endOfNonZero(bytes, at + 1)).toBe(at + 1);
+      expect(endOfNonZero(bytes, 0, at)).toBe(0);
+    }
+  });
+
   it('findAttestingRecord finds a valid later record whose durable LSN covers the first lost LSN, at any alignment', () => {
     const records = [record(1), record(2, { durableLsn: 1 }), record(3, { durableLsn: 2 })];
     const image = segmentImage(1, records);

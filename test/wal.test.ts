@@ -142,6 +142,8 @@ async function buildLog(dir: string, count: number, options: WalOptions = {}): P
 /** Wraps a FileSystem and counts fdatasyncs of files. */
 class CountingFileSystem implements FileSystem {
   datasyncs = 0;
+  /** readFile calls and reads through handles. */
+  reads = 0;
   readonly datasyncPaths: string[] = [];
   /** While set, writes to segment files wait for it. */
   gate: Promise<void> | null = null;
@@ -151,7 +153,10 @@ class CountingFileSystem implements FileSystem {
   async open(file: string, mode: OpenMode): Promise<FileHandle> {
     const handle = await this.inner.open(file, mode);
     return {
-      read: (buffer, offset, length, position) => handle.read(buffer, offset, length, position),
+      read: (buffer, offset, length, position) => {
+        this.reads++;
+        return handle.read(buffer, offset, length, position);
+      },
       write: async (data, position) => {
         if (this.gate && file.includes('wal-')) await this.gate;
         await handle.write(data, position);
@@ -168,6 +173,7 @@ class CountingFileSystem implements FileSystem {
   }
 
   readFile(file: string): Promise<Uint8Array | null> {
+    this.reads++;
     return this.inner.readFile(file);
   }
 
@@ -1803,5 +1809,36 @@ describe('crashes (SimFileSystem, crashAfterOps over every step)', () => {
         }
       }
     }
+  });
+});
+
+describe('NodeFileSystem.readFile', () => {
+  it('reads a file larger than a read chunk byte for byte, an empty file as empty, a missing one as null', async () => {
+    const dir = tempDir();
+    const fs = new NodeFileSystem();
+    const big = new Uint8Array(3 * 1024 * 1024 + 17).map((_, index) => (index * 131 + (index >> 12)) & 0xff);
+    nodeFs.writeFileSync(path.join(dir, 'big'), big);
+    nodeFs.writeFileSync(path.join(dir, 'empty'), new Uint8Array(0));
+    expect(Buffer.from((await fs.readFile(path.join(dir, 'big')))!).equals(Buffer.from(big))).toBe(true);
+    expect((await fs.readFile(path.join(dir, 'empty')))!.length).toBe(0);
+    expect(await fs.readFile(path.join(dir, 'missing'))).toBeNull();
+  });
+});
+
+describe('Wal API: replay of nothing', () => {
+  it('replay() after a checkpoint of every record yields nothing and reads no segment (every open after a clean close does this)', async () => {
+    const dir = tempDir();
+    let wal = await open(dir);
+    for (let lsn = 1; lsn <= 5; lsn++) await wal.append(p(lsn));
+    await wal.checkpoint(5);
+    await wal.close();
+    const fs = new CountingFileSystem(new NodeFileSystem());
+    wal = await open(dir, { fs });
+    const before = fs.reads;
+    expect(await collect(wal.replay())).toEqual([]);
+    expect(fs.reads).toBe(before);
+    expect(await collect(wal.replay({ from: 4 }))).toEqual(expected(4, 5));
+    expect(fs.reads).toBeGreaterThan(before);
+    await wal.close();
   });
 });

@@ -8,7 +8,12 @@ import type { BoundBarrier } from '../storage/barrier.js';
 import type { Wal } from '../wal/wal.js';
 import type { LedgerState } from './state.js';
 
-export const DEFAULT_CHECKPOINT_EVERY_BYTES = 8 * 1024 * 1024;
+/**
+ * 32 MiB of logged payload: each checkpoint's barrier flushes LevelDB's memtable, so checkpoints
+ * closer than LEVEL_WRITE_BUFFER_SIZE_BYTES (storage/level.ts) would make the small level-0
+ * tables a larger write buffer avoids. After a crash, open replays at most about this much WAL.
+ */
+export const DEFAULT_CHECKPOINT_EVERY_BYTES = 32 * 1024 * 1024;
 
 export class Checkpointer {
   readonly #wal: Wal;

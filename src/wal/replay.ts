@@ -19,6 +19,9 @@ export interface WalRecord {
  * segment is read up to the writer's offset at the moment replay reaches it.
  */
 export async function* replayLog(fs: FileSystem, log: SegmentLog, from: number, until: number): AsyncIterableIterator<WalRecord> {
+  // Nothing to read (every open after a clean close: from = checkpoint + 1 = last + 1). Without
+  // this the active segment would be read and checked again for no record, ≈ 20-40 ms per open.
+  if (from > until) return;
   const segments = [...log.segments];
   const active = log.active;
   for (let index = 0; index < segments.length; index++) {

@@ -43,9 +43,18 @@ export function scanSegment(bytes: Uint8Array, firstLsn: number, limitBytes = by
   return { records, lastLsn: last ? last.lsn : firstLsn - 1, endOffset: unitStart };
 }
 
+/** Bytes endOfNonZero compares with zeros at once. */
+const ZERO_BLOCK_SIZE_BYTES = 64 * 1024;
+const ZERO_BLOCK = new Uint8Array(ZERO_BLOCK_SIZE_BYTES);
+
 /** One past the last non-zero byte at or after `from`, or `from` when all are zero. */
 export function endOfNonZero(bytes: Uint8Array, from: number, limitBytes = bytes.length): number {
   let end = limitBytes;
+  // Whole zero blocks first, by a native compare: byte by byte, the zeros after the log in a
+  // 16 MiB segment cost ≈ 40 ms of every open (bench/growth.bench.ts), blocks ≈ 1 ms.
+  while (end - from >= ZERO_BLOCK_SIZE_BYTES && Buffer.compare(bytes.subarray(end - ZERO_BLOCK_SIZE_BYTES, end), ZERO_BLOCK) === 0) {
+    end -= ZERO_BLOCK_SIZE_BYTES;
+  }
   while (end > from && bytes[end - 1] === 0) end--;
   return end;
 }
