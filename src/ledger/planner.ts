@@ -9,7 +9,7 @@ import { CHUNK_KIND_APPEND_CONTINUED, CHUNK_KIND_APPEND_FIRST, decodeEncodedEven
 import { matchesQuery, type Query } from '../model/query.js';
 import { prepareEvents, type PreparedEvents } from '../model/validation.js';
 import { freezeEvent, type DecisionReads } from '../query/decision-reads.js';
-import { commitChunkSizeBytes, commitSizeBytes } from '../storage/commit-record.js';
+import { commitSizeBytes } from '../storage/commit-record.js';
 import type { GeneratedIds } from '../model/ids.js';
 import type { RecordedEvent, StreamExpectation } from '../model/types.js';
 import type { LedgerReader } from '../query/ledger-reader.js';
@@ -18,7 +18,7 @@ import type { UnappliedTail } from '../query/tail.js';
 import { KeySpace, nameKey } from '../storage/keys.js';
 import { VIEW, type LevelDatabase } from '../storage/level.js';
 import { latestPlannedMatch, type ConflictCheck } from './conflicts.js';
-import type { AppendRequest, PlannedAppend, PlannedChunk } from './requests.js';
+import { sizeAppend, type AppendRequest, type PlannedAppend, type PlannedChunk } from './requests.js';
 import { isOneAppend, type ChunkSpan, type ChunkSpanAt } from './retry.js';
 import type { LedgerState } from './state.js';
 import type { StreamVersions } from './stream-versions.js';
@@ -237,16 +237,9 @@ export class Planner {
       nothing();
       return false;
     }
-    let chunksSizeBytes = 0;
-    for (const chunk of events.chunks) chunksSizeBytes += commitChunkSizeBytes(0, chunk.events.ends.length, chunk.events.bytes.length);
-    const recordBytes = commitSizeBytes(chunksSizeBytes);
-    if (recordBytes > limits.recordBytes) {
-      request.reject(
-        invalid(`decide: the decision's events need a ${recordBytes}-byte WAL record, above the WAL's maxRecordSizeBytes ${limits.recordBytes}`, {
-          sizeBytes: recordBytes,
-          maxRecordSizeBytes: limits.recordBytes,
-        }),
-      );
+    const chunksSizeBytes = sizeAppend('decide', events, 0, limits.recordBytes);
+    if (typeof chunksSizeBytes !== 'number') {
+      request.reject(chunksSizeBytes);
       return false;
     }
     request.events = events;

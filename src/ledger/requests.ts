@@ -1,5 +1,6 @@
 /** An append as the writer queues, plans and logs it. */
-import { invalid } from '../errors.js';
+import { invalid, type FactError } from '../errors.js';
+import { commitChunkSizeBytes, commitSizeBytes } from '../storage/commit-record.js';
 import type { DecodedChunk, EncodedEvents } from '../model/chunk.js';
 import { Query, type AppendCondition } from '../model/query.js';
 import type { AppendResult, Decider, StreamAppendResult, StreamExpectation } from '../model/types.js';
@@ -81,4 +82,20 @@ export function checkCondition(value: unknown, method: string): CheckedCondition
   if (!(failIfEventsMatch instanceof Query)) throw invalid(`${method}: condition.failIfEventsMatch must be a Query (Query.items(...), Query.tags(...), …)`);
   if (after !== undefined && (!Number.isSafeInteger(after) || after < 0)) throw invalid(`${method}: condition.after must be an integer ≥ 0, got ${String(after)}`);
   return { query: failIfEventsMatch, after: after ?? 0 };
+}
+
+/**
+ * What an append's chunks add to a commit record (commitChunkSizeBytes), or the error refusing
+ * it when its record alone would exceed the WAL's limit: refused before it reaches the WAL,
+ * which would refuse it by failing for good.
+ */
+export function sizeAppend(method: string, events: PreparedEvents, streamSizeBytes: number, maxRecordSizeBytes: number): number | FactError {
+  let chunksSizeBytes = 0;
+  for (const chunk of events.chunks) chunksSizeBytes += commitChunkSizeBytes(streamSizeBytes, chunk.events.ends.length, chunk.events.bytes.length);
+  const recordBytes = commitSizeBytes(chunksSizeBytes);
+  if (recordBytes <= maxRecordSizeBytes) return chunksSizeBytes;
+  return invalid(`${method}: the append needs a ${recordBytes}-byte WAL record, above the WAL's maxRecordSizeBytes ${maxRecordSizeBytes}`, {
+    sizeBytes: recordBytes,
+    maxRecordSizeBytes,
+  });
 }

@@ -3,18 +3,18 @@
  * commit), resolve once it is durable, and wait while the unapplied tail is full (backpressure).
  * Maintenance pauses it for moments (`exclusive`); it never waits for maintenance otherwise.
  */
-import { assert, FactError, invalid, ioError, isFactError } from '../errors.js';
+import { assert, FactError, ioError, isFactError } from '../errors.js';
 import type { AppendResult, StreamAppendResult, StreamExpectation } from '../model/types.js';
 import { prepareEvents, type PreparedEvents } from '../model/validation.js';
 import type { TailChunk, UnappliedTail } from '../query/tail.js';
-import { commitChunkSizeBytes, commitSizeBytes, encodeCommitChunks, WAL_RECORD_COMMIT } from '../storage/commit-record.js';
+import { commitSizeBytes, encodeCommitChunks, WAL_RECORD_COMMIT } from '../storage/commit-record.js';
 import type { ByteArena } from '../storage/level.js';
 import type { Wal } from '../wal/wal.js';
 import type { Applier } from './applier.js';
 import type { Checkpointer } from './checkpointer.js';
 import type { ConflictCheck } from './conflicts.js';
 import type { Planner } from './planner.js';
-import type { AppendRequest, CheckedCondition, DecisionRequest, PlannedAppend, VersionPrefetch } from './requests.js';
+import { sizeAppend, type AppendRequest, type CheckedCondition, type DecisionRequest, type PlannedAppend, type VersionPrefetch } from './requests.js';
 import type { DecisionReads } from '../query/decision-reads.js';
 import type { LedgerState } from './state.js';
 import type { StreamVersions } from './stream-versions.js';
@@ -92,17 +92,8 @@ export class Writer {
     const { state, wal } = this.#parts;
     if (state.failure) throw state.failure;
     const events = prepareEvents(input, method);
-    const streamSizeBytes = Buffer.byteLength(stream);
-    let chunksSizeBytes = 0;
-    for (const chunk of events.chunks) chunksSizeBytes += commitChunkSizeBytes(streamSizeBytes, chunk.events.ends.length, chunk.events.bytes.length);
-    const recordBytes = commitSizeBytes(chunksSizeBytes);
-    if (recordBytes > wal.maxRecordSizeBytes) {
-      // Refused before it reaches the WAL, which would refuse it by failing for good.
-      throw invalid(`${method}: the append needs a ${recordBytes}-byte WAL record, above the WAL's maxRecordSizeBytes ${wal.maxRecordSizeBytes}`, {
-        sizeBytes: recordBytes,
-        maxRecordSizeBytes: wal.maxRecordSizeBytes,
-      });
-    }
+    const chunksSizeBytes = sizeAppend(method, events, Buffer.byteLength(stream), wal.maxRecordSizeBytes);
+    if (typeof chunksSizeBytes !== 'number') throw chunksSizeBytes;
     // One object from validation to resolution (an append's allocations show in the 64-writer case).
     return { method, stream, expect, condition, decision: null, events, chunksSizeBytes, timestamp: 0, versionPrefetch, resolve: notQueued, reject: notQueued };
   }
