@@ -14,6 +14,8 @@ export type {
   ReadOptions,
   ReadDirection,
   EventReader,
+  SubscribeOptions,
+  Subscription,
   Decider,
   Decision,
   DecisionContext,
@@ -33,6 +35,7 @@ export {
 export { DATA_NESTING_DEPTH_MAX } from './model/cbor.js';
 export { DATA_FIELD_VALUE_SIZE_BYTES_MAX } from './model/query.js';
 export { UNAPPLIED_EVENTS_MAX, UNAPPLIED_SIZE_BYTES_MAX } from './ledger/writer.js';
+export { SUBSCRIPTION_BATCH_EVENTS } from './query/subscription.js';
 export { DECISION_TAG_POSITIONS_MAX, DECISION_POSITIONS_MAX, DECISION_EVENTS_MAX } from './query/decision-reads.js';
 export { FactError, isFactError, FactErrorCodes } from './errors.js';
 export type { FactErrorCode, FactErrorOptions } from './errors.js';

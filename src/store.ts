@@ -10,7 +10,7 @@ import { clearUnrecordedDataIndexes, type DataIndexProgress } from './indexes/da
 import { type VerifyReport } from './indexes/verify.js';
 import { GeneratedIds } from './model/ids.js';
 import { DATA_FIELD_SIZE_BYTES_MAX, Query, type AppendCondition, type ReadSource } from './model/query.js';
-import type { AppendResult, Decider, DecideOptions, DecideResult, EventInput, EventReader, ReadOptions, StreamAppendResult, StreamExpectation } from './model/types.js';
+import type { AppendResult, Decider, DecideOptions, DecideResult, EventInput, EventReader, ReadOptions, StreamAppendResult, StreamExpectation, SubscribeOptions, Subscription } from './model/types.js';
 import { checkExpectation, checkName, checkReadOptions, checkStreamId, STREAM_ID_SIZE_BYTES_MAX } from './model/validation.js';
 import { EventStream, FlatEvents } from './query/event-stream.js';
 import { LedgerReader } from './query/ledger-reader.js';
@@ -18,6 +18,8 @@ import { MergedReads } from './query/merged-reads.js';
 import { DecisionReads } from './query/decision-reads.js';
 import { abortable, parseSource } from './query/sources.js';
 import { UnappliedTail } from './query/tail.js';
+import { HeadWatch } from './query/head-watch.js';
+import { LiveSubscription, type SubscriptionStart } from './query/subscription.js';
 import { bindBarrier, chooseBarrier, type LevelDurability } from './storage/barrier.js';
 import { metaKey } from './storage/keys.js';
 import { batchFactory, ByteArena, LEVEL_OPEN_OPTIONS, VIEW, type BatchFactory, type LevelDatabase } from './storage/level.js';
@@ -97,6 +99,8 @@ export class FactStore implements AsyncDisposable {
   readonly #applier: Applier;
   readonly #checkpointer: Checkpointer;
   readonly #maintenance: MaintenanceScheduler;
+  readonly #watch = new HeadWatch();
+  readonly #subscriptions = new Set<LiveSubscription>();
   #closing: Promise<void> | null = null;
   #closed = false;
 
@@ -118,7 +122,7 @@ export class FactStore implements AsyncDisposable {
     const decisionReads = new DecisionReads(reader, this.#reads, tail, () => state.appliedHead, ids);
     this.#applier = new Applier(wal, tail, newBatch, this.#arena, state);
     const planner = new Planner({ db, reader, reads: this.#reads, tail, ids, state, versions: this.#versions, conflicts, decisionReads });
-    this.#writer = new Writer({ wal, tail, arena: this.#arena, state, planner, versions: this.#versions, conflicts, decisionReads, applier: this.#applier, checkpointer });
+    this.#writer = new Writer({ wal, tail, arena: this.#arena, state, planner, versions: this.#versions, conflicts, decisionReads, applier: this.#applier, checkpointer, watch: this.#watch });
     this.#maintenance = new MaintenanceScheduler({
       db,
       wal,
@@ -280,6 +284,42 @@ export class FactStore implements AsyncDisposable {
     return new EventStream(() => (signal === undefined ? run() : abortable(run(), signal)), all);
   }
 
+  /**
+   * The events of a source from `options.from` (default: the beginning), then live as they
+   * commit: each matching event once, in position order, with no gap between history and live.
+   * A live event comes as soon as its append resolved. Ends with close(), the signal, or
+   * db.close().
+   */
+  subscribe(source: ReadSource = 'all', options: SubscribeOptions = {}): Subscription {
+    this.#checkOpen('subscribe');
+    const index = parseSource(source);
+    if (typeof options !== 'object' || options === null) throw invalid('subscribe: options must be an object');
+    const start = checkSubscriptionStart(options.from);
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('subscribe: signal must be an AbortSignal');
+    const state = this.#state;
+    const maintenance = this.#maintenance;
+    const subscriptions = this.#subscriptions;
+    const subscription = new LiveSubscription(
+      {
+        reads: this.#reads,
+        tail: this.#tail,
+        watch: this.#watch,
+        head: () => state.head,
+        appliedHead: () => state.appliedHead,
+        prepare: async () => {
+          if (index instanceof Query && !maintenance.hasDataIndexes(index.dataFields)) await maintenance.ensureDataIndexes(index.dataFields);
+        },
+        onEnd: (ended) => subscriptions.delete(ended),
+      },
+      index,
+      start,
+      signal,
+    );
+    if (!subscription.ended) subscriptions.add(subscription);
+    return subscription;
+  }
+
   /** Stream ids, optionally of one category, in id order. */
   streams(options: { category?: string } = {}): { [Symbol.asyncIterator](): AsyncIterator<string>; toArray(): Promise<string[]> } {
     this.#checkOpen('streams');
@@ -373,6 +413,9 @@ export class FactStore implements AsyncDisposable {
   async #close(): Promise<void> {
     let checkpointFailure: FactError | null = null;
     try {
+      // Subscriptions end first: their reads must not outlive LevelDB.
+      this.#watch.end();
+      await Promise.all([...this.#subscriptions].map((subscription) => subscription.close()));
       await this.#maintenance.settled();
       await this.#writer.unpaused();
       await this.#writer.idle();
@@ -402,6 +445,13 @@ function checkDataFields(value: unknown): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) throw invalid('FactStore.open: indexes.data must be an array of field names');
   return [...new Set(value.map((field) => checkName(field, 'FactStore.open: indexes.data field', DATA_FIELD_SIZE_BYTES_MAX)))].sort();
+}
+
+function checkSubscriptionStart(from: unknown): SubscriptionStart {
+  if (from === undefined || from === 'start') return 'start';
+  if (from === 'end') return 'end';
+  if (typeof from === 'number' && Number.isSafeInteger(from) && from >= 0) return from;
+  throw invalid(`subscribe: from must be 'start', 'end' or an integer ≥ 0, got ${JSON.stringify(from) ?? typeof from}`);
 }
 
 /** Opens the `level` option, or level's Level (classic-level in Node) at `<path>/ledger`, taking LevelDB's lock (a kernel lock, released when its holder dies). */

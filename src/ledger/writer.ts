@@ -16,6 +16,7 @@ import type { ConflictCheck } from './conflicts.js';
 import type { Planner } from './planner.js';
 import { sizeAppend, type AppendRequest, type CheckedCondition, type DecisionRequest, type PlannedAppend, type VersionPrefetch } from './requests.js';
 import type { DecisionReads } from '../query/decision-reads.js';
+import type { HeadWatch } from '../query/head-watch.js';
 import type { LedgerState } from './state.js';
 import type { StreamVersions } from './stream-versions.js';
 
@@ -62,6 +63,8 @@ export interface WriterParts {
   decisionReads: DecisionReads;
   applier: Applier;
   checkpointer: Checkpointer;
+  /** Told after every group that moved the head (subscriptions wait on it). */
+  watch: HeadWatch;
 }
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -225,7 +228,7 @@ export class Writer {
   }
 
   async #commitGroup(group: AppendRequest[]): Promise<void> {
-    const { state, tail, applier, conflicts, decisionReads, checkpointer, versions } = this.#parts;
+    const { state, tail, applier, conflicts, decisionReads, checkpointer, versions, watch } = this.#parts;
     applier.beginPlanning();
     let issued: LoggedGroup | null;
     try {
@@ -265,6 +268,8 @@ export class Writer {
         append.request.stream === '' ? { position: last, count } : { position: last, count, streamPosition: append.firstStreamPosition + count - 1 },
       );
     }
+    // Subscribers read what the callers were told is durable, in the same turn.
+    watch.moved();
     // Building the apply batch takes main-thread time: after the callers resumed, not before.
     setImmediate(() => applier.kick());
     checkpointer.noteLogged(payload.length);

@@ -55,6 +55,33 @@ export interface EventReader extends AsyncIterable<RecordedEvent> {
   toArray(): Promise<RecordedEvent[]>;
 }
 
+export interface SubscribeOptions {
+  /**
+   * Where to start: 'start' (the default), an inclusive position (a stream position for
+   * `{ stream }`), or 'end' (only events committed after subscribing).
+   */
+  from?: 'start' | 'end' | number;
+  /** Ends the subscription (its iteration finishes, as with close()). */
+  signal?: AbortSignal;
+}
+
+/**
+ * The history of a source, then its live events as they commit: each matching event once, in
+ * position order, no gaps. Iterable once.
+ */
+export interface Subscription extends AsyncIterableIterator<RecordedEvent>, AsyncDisposable {
+  /**
+   * Resolves with the store position it caught up to, once every event of the history (up to
+   * the head when it first ran out of events) was handed out; rejects with FACT_CLOSED if the
+   * subscription ends first.
+   */
+  readonly caughtUp: Promise<number>;
+  /** Position of the last event handed out (0 before the first). */
+  readonly position: number;
+  /** Ends the iteration (a pending next() resolves done); resolves once it holds no read. */
+  close(): Promise<void>;
+}
+
 /** What a decider is given besides the events. */
 export interface DecisionContext {
   /** 1 for the first call; a later call follows a conflict of an asynchronous decision. */
