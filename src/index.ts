@@ -1,6 +1,6 @@
 /** factstore: the one explicit public export list. */
 export { FactStore, DECIDE_ATTEMPTS_DEFAULT } from './store.js';
-export type { FactStoreOptions, AppendStreamOptions } from './store.js';
+export type { FactStoreOptions, AppendStreamOptions, AppendOptions } from './store.js';
 export { Query } from './model/query.js';
 export type { QueryItem, ReadSource, AppendCondition } from './model/query.js';
 export type { LevelDatabase } from './storage/level.js';
@@ -16,6 +16,10 @@ export type {
   EventReader,
   SubscribeOptions,
   Subscription,
+  Consumer,
+  ConsumerOptions,
+  ConsumerInfo,
+  AckOption,
   Decider,
   Decision,
   DecisionContext,
@@ -36,6 +40,7 @@ export { DATA_NESTING_DEPTH_MAX } from './model/cbor.js';
 export { DATA_FIELD_VALUE_SIZE_BYTES_MAX } from './model/query.js';
 export { UNAPPLIED_EVENTS_MAX, UNAPPLIED_SIZE_BYTES_MAX } from './ledger/writer.js';
 export { SUBSCRIPTION_BATCH_EVENTS } from './query/subscription.js';
+export { CONSUMER_NAME_SIZE_BYTES_MAX } from './storage/commit-record.js';
 export { DECISION_TAG_POSITIONS_MAX, DECISION_POSITIONS_MAX, DECISION_EVENTS_MAX } from './query/decision-reads.js';
 export { FactError, isFactError, FactErrorCodes } from './errors.js';
 export type { FactErrorCode, FactErrorOptions } from './errors.js';

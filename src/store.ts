@@ -10,7 +10,23 @@ import { clearUnrecordedDataIndexes, type DataIndexProgress } from './indexes/da
 import { type VerifyReport } from './indexes/verify.js';
 import { GeneratedIds } from './model/ids.js';
 import { DATA_FIELD_SIZE_BYTES_MAX, Query, type AppendCondition, type ReadSource } from './model/query.js';
-import type { AppendResult, Decider, DecideOptions, DecideResult, EventInput, EventReader, ReadOptions, StreamAppendResult, StreamExpectation, SubscribeOptions, Subscription } from './model/types.js';
+import type {
+  AckOption,
+  AppendResult,
+  Consumer,
+  ConsumerInfo,
+  ConsumerOptions,
+  Decider,
+  DecideOptions,
+  DecideResult,
+  EventInput,
+  EventReader,
+  ReadOptions,
+  StreamAppendResult,
+  StreamExpectation,
+  SubscribeOptions,
+  Subscription,
+} from './model/types.js';
 import { checkExpectation, checkName, checkReadOptions, checkStreamId, STREAM_ID_SIZE_BYTES_MAX } from './model/validation.js';
 import { EventStream, FlatEvents } from './query/event-stream.js';
 import { LedgerReader } from './query/ledger-reader.js';
@@ -34,6 +50,9 @@ import { MaintenanceScheduler } from './ledger/scheduler.js';
 import { LedgerState } from './ledger/state.js';
 import { StreamVersions } from './ledger/stream-versions.js';
 import { Writer } from './ledger/writer.js';
+import { ConsumerPositions } from './ledger/consumers.js';
+import { DurableConsumer } from './ledger/durable-consumer.js';
+import { CONSUMER_NAME_SIZE_BYTES_MAX, type ConsumerAck } from './storage/commit-record.js';
 import { joinPath, type FileSystem } from './wal/file-system.js';
 import { LOCK_FILE } from './wal/format.js';
 import { NodeFileSystem } from './wal/node-file-system.js';
@@ -72,6 +91,13 @@ export interface AppendStreamOptions {
   expect?: StreamExpectation;
   /** A DCB condition checked in addition to `expect`. */
   condition?: AppendCondition;
+  /** A consumer's ack made durable with these events, atomically (exactly-once projections). */
+  ack?: AckOption;
+}
+
+export interface AppendOptions {
+  /** A consumer's ack made durable with these events, atomically (exactly-once projections). */
+  ack?: AckOption;
 }
 
 /** What open() wires together. */
@@ -101,6 +127,8 @@ export class FactStore implements AsyncDisposable {
   readonly #maintenance: MaintenanceScheduler;
   readonly #watch = new HeadWatch();
   readonly #subscriptions = new Set<LiveSubscription>();
+  readonly #consumerPositions = new ConsumerPositions();
+  readonly #consumers = new Set<DurableConsumer>();
   #closing: Promise<void> | null = null;
   #closed = false;
 
@@ -122,7 +150,7 @@ export class FactStore implements AsyncDisposable {
     const decisionReads = new DecisionReads(reader, this.#reads, tail, () => state.appliedHead, ids);
     this.#applier = new Applier(wal, tail, newBatch, this.#arena, state);
     const planner = new Planner({ db, reader, reads: this.#reads, tail, ids, state, versions: this.#versions, conflicts, decisionReads });
-    this.#writer = new Writer({ wal, tail, arena: this.#arena, state, planner, versions: this.#versions, conflicts, decisionReads, applier: this.#applier, checkpointer, watch: this.#watch });
+    this.#writer = new Writer({ wal, tail, arena: this.#arena, state, planner, versions: this.#versions, conflicts, decisionReads, applier: this.#applier, checkpointer, watch: this.#watch, consumers: this.#consumerPositions });
     this.#maintenance = new MaintenanceScheduler({
       db,
       wal,
@@ -192,10 +220,11 @@ export class FactStore implements AsyncDisposable {
   }
 
   /** Appends one event or several atomically; with a DCB condition, only if no matching event came after `after`. */
-  append(events: EventInput | readonly EventInput[], condition?: AppendCondition): Promise<AppendResult> {
+  append(events: EventInput | readonly EventInput[], condition?: AppendCondition, options?: AppendOptions): Promise<AppendResult> {
     try {
       this.#checkOpen('append');
-      return this.#submit('append', '', 'any', checkCondition(condition, 'append'), events);
+      if (options !== undefined && (typeof options !== 'object' || options === null)) throw invalid('append: options must be an object');
+      return this.#submit('append', '', 'any', checkCondition(condition, 'append'), events, this.#checkAck(options?.ack, 'append'));
     } catch (error) {
       return Promise.reject(asError(error));
     }
@@ -209,7 +238,7 @@ export class FactStore implements AsyncDisposable {
       if (typeof options !== 'object' || options === null) throw invalid('appendStream: options must be an object');
       const expect = checkExpectation(options.expect, 'appendStream');
       const condition = checkCondition(options.condition, 'appendStream');
-      return this.#submit('appendStream', stream, expect, condition, events) as Promise<StreamAppendResult>;
+      return this.#submit('appendStream', stream, expect, condition, events, this.#checkAck(options.ack, 'appendStream')) as Promise<StreamAppendResult>;
     } catch (error) {
       return Promise.reject(asError(error));
     }
@@ -292,11 +321,13 @@ export class FactStore implements AsyncDisposable {
    */
   subscribe(source: ReadSource = 'all', options: SubscribeOptions = {}): Subscription {
     this.#checkOpen('subscribe');
-    const index = parseSource(source);
     if (typeof options !== 'object' || options === null) throw invalid('subscribe: options must be an object');
-    const start = checkSubscriptionStart(options.from);
-    const signal = options.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('subscribe: signal must be an AbortSignal');
+    return this.#subscribe(source, { from: checkSubscriptionStart(options.from), signal: options.signal }, 'subscribe');
+  }
+
+  #subscribe(source: ReadSource, { from: start, signal }: { from: SubscriptionStart; signal: unknown }, method: string): LiveSubscription {
+    const index = parseSource(source);
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid(`${method}: signal must be an AbortSignal`);
     const state = this.#state;
     const maintenance = this.#maintenance;
     const subscriptions = this.#subscriptions;
@@ -318,6 +349,75 @@ export class FactStore implements AsyncDisposable {
     );
     if (!subscription.ended) subscriptions.add(subscription);
     return subscription;
+  }
+
+  /**
+   * A durable consumer: subscribes to `source` after the position `name` acknowledged last (from
+   * the beginning for a new name) and acknowledges durably (options.autoAck, ack()). One live
+   * consumer per name in a process: a second is refused with FACT_LOCKED until the first closes.
+   */
+  consumer(name: string, source: ReadSource = 'all', options: ConsumerOptions = {}): Consumer {
+    this.#checkOpen('consumer');
+    const consumerName = checkConsumerName(name, 'consumer');
+    if (typeof options !== 'object' || options === null) throw invalid('consumer: options must be an object');
+    const autoAck = options.autoAck ?? true;
+    if (typeof autoAck !== 'boolean') throw invalid('consumer: autoAck must be a boolean');
+    const subscriptionOptions = { from: { after: this.#consumerPositions.position(consumerName) ?? 0 }, signal: options.signal };
+    const subscription = this.#subscribe(source, subscriptionOptions, 'consumer');
+    if (!this.#consumerPositions.claim(consumerName)) {
+      void subscription.close();
+      throw new FactError('FACT_LOCKED', `consumer: ${consumerName} is already open in this process; close it first`, { details: { consumer: consumerName } });
+    }
+    const positions = this.#consumerPositions;
+    const consumers = this.#consumers;
+    const state = this.#state;
+    const consumer = new DurableConsumer({
+      name: consumerName,
+      subscription,
+      positions,
+      autoAck,
+      head: () => state.head,
+      logAck: (position) => this.#logAcks([{ name: consumerName, position }]),
+      onEnd: (ended) => {
+        consumers.delete(ended);
+        positions.release(consumerName);
+      },
+    });
+    consumers.add(consumer);
+    return consumer;
+  }
+
+  /** Durable consumers with their acknowledged position and lag (head − position), by name. */
+  consumers(): Promise<ConsumerInfo[]> {
+    return new Promise((resolve) => {
+      this.#checkOpen('consumers');
+      const head = this.#state.head;
+      const positions = this.#consumerPositions;
+      resolve(positions.list().map(([name, position]) => ({ name, position, lag: head - position, live: positions.isLive(name) })));
+    });
+  }
+
+  /** Sets a consumer's acknowledged position (to rebuild its projection: 0); refused while it is open. */
+  async resetConsumer(name: string, position: number): Promise<void> {
+    this.#checkOpen('resetConsumer');
+    const consumerName = checkConsumerName(name, 'resetConsumer');
+    const head = this.#state.head;
+    if (!Number.isSafeInteger(position) || position < 0 || position > head) {
+      throw invalid(`resetConsumer: position must be an integer from 0 to the head ${head}, got ${String(position)}`);
+    }
+    this.#checkNotLive(consumerName, 'resetConsumer');
+    await this.#logAcks([{ name: consumerName, position }]);
+  }
+
+  /** Forgets a consumer; refused while it is open. FACT_NOT_FOUND when it has no position. */
+  async deleteConsumer(name: string): Promise<void> {
+    this.#checkOpen('deleteConsumer');
+    const consumerName = checkConsumerName(name, 'deleteConsumer');
+    this.#checkNotLive(consumerName, 'deleteConsumer');
+    if (this.#consumerPositions.position(consumerName) === undefined) {
+      throw new FactError('FACT_NOT_FOUND', `deleteConsumer: no consumer ${consumerName}`, { details: { consumer: consumerName } });
+    }
+    await this.#logAcks([{ name: consumerName, position: null }]);
   }
 
   /** Stream ids, optionally of one category, in id order. */
@@ -368,9 +468,10 @@ export class FactStore implements AsyncDisposable {
     expect: StreamExpectation,
     condition: CheckedCondition | null,
     events: unknown,
+    acks: ConsumerAck[] | null = null,
   ): Promise<AppendResult | StreamAppendResult> {
     const prefetch = stream === '' ? null : this.#versions.prefetch(stream);
-    const prepared = this.#writer.prepare(method, stream, expect, condition, events, prefetch);
+    const prepared = this.#writer.prepare(method, stream, expect, condition, events, prefetch, acks);
     const enqueue = () => {
       this.#checkOpen(method);
       return this.#writer.enqueue(prepared);
@@ -381,6 +482,29 @@ export class FactStore implements AsyncDisposable {
       return this.#maintenance.ensureDataIndexes(condition.query.dataFields).then(enqueue);
     }
     return enqueue();
+  }
+
+  /** Logs consumer acks with the next group; resolves once durable. */
+  async #logAcks(acks: ConsumerAck[]): Promise<void> {
+    await this.#writer.enqueue(this.#writer.prepareAcks(acks));
+  }
+
+  #checkAck(value: unknown, method: string): ConsumerAck[] | null {
+    if (value === undefined) return null;
+    if (typeof value !== 'object' || value === null) throw invalid(`${method}: ack must be an object { consumer, position }`);
+    const { consumer, position } = value as AckOption;
+    const name = checkConsumerName(consumer, `${method}: ack.consumer`);
+    const head = this.#state.head;
+    if (!Number.isSafeInteger(position) || position < 0 || position > head) {
+      throw invalid(`${method}: ack.position must be an integer from 0 to the head ${head}, got ${String(position)}`);
+    }
+    return [{ name, position }];
+  }
+
+  #checkNotLive(name: string, method: string): void {
+    if (this.#consumerPositions.isLive(name)) {
+      throw new FactError('FACT_LOCKED', `${method}: consumer ${name} is open in this process; close it first`, { details: { consumer: name } });
+    }
   }
 
   /** Replay, id seed, checkpoint, then the index repairs a cut-short open or maintenance left (recovery rows 6–10). */
@@ -394,6 +518,7 @@ export class FactStore implements AsyncDisposable {
     state.appliedHead = replayed.head;
     state.nextPosition = replayed.head + 1;
     state.appliedLsn = replayed.appliedLsn;
+    await this.#consumerPositions.load(db);
     // After the replay, which writes format-4 chunks only: what is left of an older layout is LevelDB's.
     await upgradeLedger(db, this.#newBatch, () => this.#checkpointer.makeDurable());
     await settleIdSeed({ path: this.path, db, wal: this.#wal }, this.#ids, replayed, () => this.#checkpointer.makeDurable());
@@ -415,6 +540,8 @@ export class FactStore implements AsyncDisposable {
     try {
       // Subscriptions end first: their reads must not outlive LevelDB.
       this.#watch.end();
+      // Consumers first: their auto-acks go through the writer, which is still running.
+      await Promise.all([...this.#consumers].map((consumer) => consumer.close().catch(() => undefined)));
       await Promise.all([...this.#subscriptions].map((subscription) => subscription.close()));
       await this.#maintenance.settled();
       await this.#writer.unpaused();
@@ -445,6 +572,10 @@ function checkDataFields(value: unknown): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) throw invalid('FactStore.open: indexes.data must be an array of field names');
   return [...new Set(value.map((field) => checkName(field, 'FactStore.open: indexes.data field', DATA_FIELD_SIZE_BYTES_MAX)))].sort();
+}
+
+function checkConsumerName(value: unknown, method: string): string {
+  return checkName(value, `${method}: name`, CONSUMER_NAME_SIZE_BYTES_MAX);
 }
 
 function checkSubscriptionStart(from: unknown): SubscriptionStart {

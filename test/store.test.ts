@@ -88,6 +88,11 @@ const LIFECYCLE_CALLS: Record<string, { kind: 'promise' | 'sync'; call: (db: Fac
   verify: { kind: 'promise', call: (db) => db.verify() },
   rebuildIndexes: { kind: 'promise', call: (db) => db.rebuildIndexes() },
   decide: { kind: 'promise', call: (db) => db.decide(Query.tags('t'), () => null) },
+  subscribe: { kind: 'sync', call: (db) => db.subscribe() },
+  consumer: { kind: 'sync', call: (db) => db.consumer('c') },
+  consumers: { kind: 'promise', call: (db) => db.consumers() },
+  resetConsumer: { kind: 'promise', call: (db) => db.resetConsumer('c', 0) },
+  deleteConsumer: { kind: 'promise', call: (db) => db.deleteConsumer('c') },
 };
 
 export function describeStoreSuite(name: string, makeOptions: () => OptionsFor): void {

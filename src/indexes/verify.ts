@@ -1,6 +1,6 @@
 /** verify(): the ledger, every index and the WAL checked against each other. */
 import { decodeChunk, openChunk, upgradeChunk, type DecodedChunk } from '../model/chunk.js';
-import { decodeCommit, WAL_RECORD_COMMIT, WAL_RECORD_ID_SEED } from '../storage/commit-record.js';
+import { decodeCommit, decodeCommitWithAcks, WAL_RECORD_COMMIT, WAL_RECORD_COMMIT_ACKS, WAL_RECORD_ID_SEED } from '../storage/commit-record.js';
 import type { AbstractSnapshot } from 'abstract-level';
 import { INDEX_KEY_SPACES, KeySpace, ledgerKey, metaKey, spaceRange } from '../storage/keys.js';
 import { VIEW, type LevelDatabase } from '../storage/level.js';
@@ -119,8 +119,9 @@ export async function verifyStore(
     if (record.type === WAL_RECORD_ID_SEED && !sameBytes(record.payload, idSeed)) {
       report(`WAL record ${record.lsn} logs the id seed ${hex(record.payload)}, but the store derives ids from ${hex(idSeed)}`);
     }
-    if (record.type !== WAL_RECORD_COMMIT) return;
-    const commit = decodeCommit(record.payload, record.lsn);
+    if (record.type !== WAL_RECORD_COMMIT && record.type !== WAL_RECORD_COMMIT_ACKS) return;
+    const commit = record.type === WAL_RECORD_COMMIT ? decodeCommit(record.payload, record.lsn) : decodeCommitWithAcks(record.payload, record.lsn).commit;
+    if (commit === null) return;
     // Logged after the snapshot: not in it, and checked by the next verify().
     if (commit.firstPosition > head) return;
     walRecordsChecked++;

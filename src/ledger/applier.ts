@@ -6,6 +6,7 @@
 import { assert, FactError } from '../errors.js';
 import { forEachIndexEntry } from '../indexes/entries.js';
 import type { TailChunk, UnappliedTail } from '../query/tail.js';
+import { putAcks, type ConsumerAck } from '../storage/commit-record.js';
 import { ledgerKey, metaKey, u64Pair } from '../storage/keys.js';
 import type { BatchFactory, ByteArena } from '../storage/level.js';
 import type { Wal } from '../wal/wal.js';
@@ -27,6 +28,8 @@ export class Applier {
   #due = false;
   /** The writer is planning a group: an apply started now would delay its WAL write. */
   #planning = false;
+  /** Consumer acks of durable WAL records not yet in LevelDB, in LSN order. */
+  #acks: { lsn: number; acks: readonly ConsumerAck[] }[] = [];
 
   constructor(wal: Wal, tail: UnappliedTail, newBatch: BatchFactory, arena: ByteArena, state: LedgerState) {
     this.#wal = wal;
@@ -39,6 +42,12 @@ export class Applier {
   /** The apply in progress, if any. */
   get running(): Promise<void> | null {
     return this.#run;
+  }
+
+  /** A durable record's acks: applied with the chunks of records up to it (or alone). */
+  noteAcks(lsn: number, acks: readonly ConsumerAck[]): void {
+    this.#acks.push({ lsn, acks });
+    setImmediate(() => this.kick());
   }
 
   beginPlanning(): void {
@@ -60,7 +69,7 @@ export class Applier {
    * the delay timer. A due apply waits while the writer plans a group (see endPlanning).
    */
   kick(now = false): void {
-    if (this.#run || this.#tail.chunkCount === 0 || this.#state.failure) return;
+    if (this.#run || (this.#tail.chunkCount === 0 && this.#acks.length === 0) || this.#state.failure) return;
     if (!now && !this.#due && this.#tail.events < APPLY_BATCH_EVENTS) {
       this.#timer ??= setTimeout(() => {
         this.#timer = null;
@@ -100,7 +109,12 @@ export class Applier {
     for (let first = true; first || (this.#tail.events >= APPLY_BATCH_EVENTS && !this.#planning); first = false) {
       if (state.failure) return;
       const chunks = await this.#durableTailChunks();
-      if (chunks.length === 0) return;
+      // Acks whose record is durable (each was noted once its record was): all of them, so that
+      // LevelDB holds every record up to the newest LSN this batch names.
+      const durableLsn = this.#wal.durableLsn;
+      let ackCount = 0;
+      while (ackCount < this.#acks.length && this.#acks[ackCount]!.lsn <= durableLsn) ackCount++;
+      if (chunks.length === 0 && ackCount === 0) return;
       const batch = this.#newBatch();
       const put = (key: Uint8Array, value: Uint8Array) => batch.put(key, value);
       // Only the newest chunk of a stream in this batch writes the stream's version.
@@ -111,9 +125,15 @@ export class Applier {
         put(ledgerKey(chunk.firstPosition, this.#arena.allocate), chunk.bytes);
         forEachIndexEntry(chunk.planned, chunk.firstPosition, put, state.applyDataFields, newestOfStream.get(chunk.planned.stream) === chunk, this.#arena.allocate, texts);
       }
-      const newest = chunks[chunks.length - 1]!;
-      const last = newest.firstPosition + newest.planned.tuples.length - 1;
-      put(metaKey('applied'), u64Pair(last, newest.lsn));
+      const newest = chunks.at(-1);
+      const last = newest === undefined ? state.appliedHead : newest.firstPosition + newest.planned.tuples.length - 1;
+      let lsn = newest?.lsn ?? 0;
+      for (let index = 0; index < ackCount; index++) {
+        const logged = this.#acks[index]!;
+        putAcks(batch, logged.acks);
+        lsn = Math.max(lsn, logged.lsn);
+      }
+      put(metaKey('applied'), u64Pair(last, lsn));
       try {
         await batch.write();
       } catch (error) {
@@ -124,10 +144,11 @@ export class Applier {
         );
         return;
       }
-      assert(last > state.appliedHead, 'applied positions only grow');
+      assert(newest === undefined || last > state.appliedHead, 'applied positions only grow');
       this.#tail.dropApplied(chunks.length);
+      this.#acks.splice(0, ackCount);
       state.appliedHead = last;
-      state.appliedLsn = newest.lsn;
+      state.appliedLsn = Math.max(state.appliedLsn, lsn);
     }
   }
 

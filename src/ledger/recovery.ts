@@ -9,7 +9,7 @@ import { forEachIndexEntry } from '../indexes/entries.js';
 import { decodeChunk, isChecksummedChunk, upgradeChunk } from '../model/chunk.js';
 import { ID_SEED_SIZE_BYTES, newIdSeed, type GeneratedIds } from '../model/ids.js';
 import type { BoundBarrier } from '../storage/barrier.js';
-import { decodeCommit, WAL_RECORD_COMMIT, WAL_RECORD_ID_SEED } from '../storage/commit-record.js';
+import { decodeCommit, decodeCommitWithAcks, putAcks, WAL_RECORD_COMMIT, WAL_RECORD_COMMIT_ACKS, WAL_RECORD_ID_SEED, type ConsumerAck } from '../storage/commit-record.js';
 import { KeySpace, ledgerKey, metaKey, spaceRange, u64, u64Pair } from '../storage/keys.js';
 import { VIEW, type BatchFactory, type ByteArena, type LevelDatabase } from '../storage/level.js';
 import { readRecordedDataFields } from '../storage/meta.js';
@@ -132,8 +132,22 @@ export async function replayWal({ path, db, wal, newBatch, arena, dataFields }: 
   let expectedFirst: number | null = null;
   for await (const record of wal.replay()) {
     if (record.type === WAL_RECORD_ID_SEED) loggedSeed ??= Uint8Array.from(record.payload);
-    if (record.type !== WAL_RECORD_COMMIT) continue;
-    const commit = decodeCommit(record.payload, record.lsn);
+    if (record.type !== WAL_RECORD_COMMIT && record.type !== WAL_RECORD_COMMIT_ACKS) continue;
+    let acks: ConsumerAck[] = [];
+    let commit: { firstPosition: number; chunks: Uint8Array[] };
+    if (record.type === WAL_RECORD_COMMIT) commit = decodeCommit(record.payload, record.lsn);
+    else {
+      const decoded = decodeCommitWithAcks(record.payload, record.lsn);
+      acks = decoded.acks;
+      if (decoded.commit === null) {
+        // Acks alone: no positions to check; later records of a name win, as in the apply.
+        putAcks(batch, acks);
+        appliedLsn = record.lsn;
+        batch.put(metaKey('applied'), u64Pair(head, appliedLsn));
+        continue;
+      }
+      commit = decoded.commit;
+    }
     // Recovery row 8: the first record after the one LevelDB applied last starts right after it.
     const afterApplied = expectedFirst === null && record.lsn > storedAppliedLsn;
     if (afterApplied) expectedFirst = storedAppliedHead + 1;
@@ -172,6 +186,7 @@ export async function replayWal({ path, db, wal, newBatch, arena, dataFields }: 
     expectedFirst = position;
     head = position - 1;
     appliedLsn = record.lsn;
+    putAcks(batch, acks);
     batch.put(metaKey('applied'), u64Pair(head, appliedLsn));
     if (batchEvents >= REPLAY_BATCH_EVENTS) {
       await batch.write();

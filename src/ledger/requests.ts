@@ -1,6 +1,6 @@
 /** An append as the writer queues, plans and logs it. */
 import { invalid, type FactError } from '../errors.js';
-import { commitChunkSizeBytes, commitSizeBytes } from '../storage/commit-record.js';
+import { commitChunkSizeBytes, commitSizeBytes, type ConsumerAck } from '../storage/commit-record.js';
 import type { DecodedChunk, EncodedEvents } from '../model/chunk.js';
 import { Query, type AppendCondition } from '../model/query.js';
 import type { AppendResult, Decider, StreamAppendResult, StreamExpectation } from '../model/types.js';
@@ -42,7 +42,7 @@ export type DecisionOutcome =
   | { kind: 'outside'; decidedAt: number; output: unknown };
 
 export interface AppendRequest {
-  method: 'append' | 'appendStream' | 'decide';
+  method: 'append' | 'appendStream' | 'decide' | 'ack';
   stream: string;
   expect: StreamExpectation;
   condition: CheckedCondition | null;
@@ -51,6 +51,10 @@ export interface AppendRequest {
   events: PreparedEvents;
   /** What the append's chunks add to a commit record (commitChunkSizeBytes), reckoned once. */
   chunksSizeBytes: number;
+  /** Consumer acks durable together with the events (WAL record type 3); null for none. */
+  acks: ConsumerAck[] | null;
+  /** What the acks add to the record (ackSizeBytes). */
+  acksSizeBytes: number;
   timestamp: number;
   /** The stream's stored version, read while the append was validated (StreamVersions.prefetch). */
   versionPrefetch: VersionPrefetch | null;

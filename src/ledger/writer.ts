@@ -7,7 +7,8 @@ import { assert, FactError, ioError, isFactError } from '../errors.js';
 import type { AppendResult, StreamAppendResult, StreamExpectation } from '../model/types.js';
 import { prepareEvents, type PreparedEvents } from '../model/validation.js';
 import type { TailChunk, UnappliedTail } from '../query/tail.js';
-import { commitSizeBytes, encodeCommitChunks, WAL_RECORD_COMMIT } from '../storage/commit-record.js';
+import { ackSizeBytes, acksOverheadSizeBytes, commitSizeBytes, encodeCommitChunks, encodeCommitWithAcks, WAL_RECORD_COMMIT, WAL_RECORD_COMMIT_ACKS, type ConsumerAck } from '../storage/commit-record.js';
+import type { ConsumerPositions } from './consumers.js';
 import type { ByteArena } from '../storage/level.js';
 import type { Wal } from '../wal/wal.js';
 import type { Applier } from './applier.js';
@@ -41,6 +42,8 @@ interface LoggedGroup {
   payload: Uint8Array;
   /** Per planned chunk in order, its bytes in the ledger: views into `payload`. */
   chunkBytes: Uint8Array[];
+  /** Consumer acks in the record (type 3 when any). */
+  acks: ConsumerAck[];
   /** Resolves with the record's LSN once durable. */
   logged: Promise<number>;
 }
@@ -65,6 +68,13 @@ export interface WriterParts {
   checkpointer: Checkpointer;
   /** Told after every group that moved the head (subscriptions wait on it). */
   watch: HeadWatch;
+  consumers: ConsumerPositions;
+}
+
+function sumAckSizes(acks: readonly ConsumerAck[]): number {
+  let sizeBytes = 0;
+  for (const ack of acks) sizeBytes += ackSizeBytes(ack);
+  return sizeBytes;
 }
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -91,14 +101,36 @@ export class Writer {
     condition: CheckedCondition | null,
     input: unknown,
     versionPrefetch: VersionPrefetch | null,
+    acks: ConsumerAck[] | null = null,
   ): PreparedAppend {
     const { state, wal } = this.#parts;
     if (state.failure) throw state.failure;
     const events = prepareEvents(input, method);
     const chunksSizeBytes = sizeAppend(method, events, Buffer.byteLength(stream), wal.maxRecordSizeBytes);
     if (typeof chunksSizeBytes !== 'number') throw chunksSizeBytes;
+    const acksSizeBytes = acks === null ? 0 : sumAckSizes(acks);
     // One object from validation to resolution (an append's allocations show in the 64-writer case).
-    return { method, stream, expect, condition, decision: null, events, chunksSizeBytes, timestamp: 0, versionPrefetch, resolve: notQueued, reject: notQueued };
+    return { method, stream, expect, condition, decision: null, events, chunksSizeBytes, acks, acksSizeBytes, timestamp: 0, versionPrefetch, resolve: notQueued, reject: notQueued };
+  }
+
+  /** Acks with no events: logged with the next group (WAL record type 3). */
+  prepareAcks(acks: ConsumerAck[]): PreparedAppend {
+    if (this.#parts.state.failure) throw this.#parts.state.failure;
+    return {
+      method: 'ack',
+      stream: '',
+      expect: 'any',
+      condition: null,
+      decision: null,
+      events: NO_EVENTS,
+      chunksSizeBytes: 0,
+      acks,
+      acksSizeBytes: sumAckSizes(acks),
+      timestamp: 0,
+      versionPrefetch: null,
+      resolve: notQueued,
+      reject: notQueued,
+    };
   }
 
   /** A decision to queue: its events (and size) are known once the planner has run its decider. */
@@ -112,6 +144,8 @@ export class Writer {
       decision,
       events: NO_EVENTS,
       chunksSizeBytes: 0,
+      acks: null,
+      acksSizeBytes: 0,
       timestamp: 0,
       versionPrefetch: null,
       resolve: notQueued,
@@ -216,7 +250,9 @@ export class Writer {
     let count = 0;
     let chunksSizeBytes = 0;
     while (count < this.#queue.length && count < GROUP_APPENDS_MAX) {
-      chunksSizeBytes += this.#queue[count]!.chunksSizeBytes;
+      const request = this.#queue[count]!;
+      chunksSizeBytes += request.chunksSizeBytes + request.acksSizeBytes;
+      // Acks make it a type-3 record, a few bytes larger (acksOverheadSizeBytes): within the slack of these limits.
       if (count > 0 && commitSizeBytes(chunksSizeBytes) > limitBytes) break;
       count++;
     }
@@ -257,10 +293,16 @@ export class Writer {
     }
     tail.add(published);
     const last = state.nextPosition - 1;
-    assert(last > state.head, 'positions only grow');
-    state.head = last;
-    conflicts.noteDurable(published);
-    decisionReads.noteDurable(published);
+    if (published.length > 0) {
+      assert(last > state.head, 'positions only grow');
+      state.head = last;
+      conflicts.noteDurable(published);
+      decisionReads.noteDurable(published);
+    }
+    if (issued.acks.length > 0) {
+      this.#parts.consumers.noteDurable(issued.acks);
+      applier.noteAcks(lsn, issued.acks);
+    }
     for (const append of planned) {
       const last = append.firstPosition + append.request.events.count - 1;
       const count = append.request.events.count;
@@ -296,11 +338,24 @@ export class Writer {
     }
     if (planned.length === 0) return null;
     const chunks = planned.length === 1 ? planned[0]!.chunks : planned.flatMap((append) => append.chunks);
+    let chunksSizeBytes = 0;
+    let acksSizeBytes = 0;
+    let acks: ConsumerAck[] = [];
+    for (const { request } of planned) {
+      chunksSizeBytes += request.chunksSizeBytes;
+      if (request.acks !== null) {
+        acks = acks.length === 0 ? request.acks : [...acks, ...request.acks];
+        acksSizeBytes += request.acksSizeBytes;
+      }
+    }
+    if (acks.length > 0) {
+      const { payload, chunkBytes } = encodeCommitWithAcks(planned[0]!.firstPosition, chunks, acks, arena.allocate);
+      assert(payload.length === acksOverheadSizeBytes(chunks.length === 0 ? 0 : commitSizeBytes(chunksSizeBytes), acksSizeBytes), 'the record is as large as reckoned');
+      return { planned, payload, chunkBytes, acks, logged: wal.append(payload, { type: WAL_RECORD_COMMIT_ACKS }) };
+    }
     // From the arena: the ledger keeps views of it (the chunks) until they are applied.
     const { payload, chunkBytes } = encodeCommitChunks(planned[0]!.firstPosition, chunks, arena.allocate);
-    let chunksSizeBytes = 0;
-    for (const { request } of planned) chunksSizeBytes += request.chunksSizeBytes;
     assert(payload.length === commitSizeBytes(chunksSizeBytes), 'the commit record is as large as #takeGroup reckoned');
-    return { planned, payload, chunkBytes, logged: wal.append(payload, { type: WAL_RECORD_COMMIT }) };
+    return { planned, payload, chunkBytes, acks, logged: wal.append(payload, { type: WAL_RECORD_COMMIT }) };
   }
 }

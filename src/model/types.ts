@@ -82,6 +82,46 @@ export interface Subscription extends AsyncIterableIterator<RecordedEvent>, Asyn
   close(): Promise<void>;
 }
 
+export interface ConsumerOptions {
+  /**
+   * true (the default): asking for the next event acknowledges the one before it, in the
+   * background and batched (an ack is durable with the next group commit); close() waits for
+   * those. false: only ack() acknowledges.
+   */
+  autoAck?: boolean;
+  /** Ends the consumer, as close() does. */
+  signal?: AbortSignal;
+}
+
+/**
+ * A durable consumer: a subscription that starts after the last position its name
+ * acknowledged, and acknowledges durably (at-least-once delivery; exactly-once for effects
+ * appended with `ack`).
+ */
+export interface Consumer extends Subscription {
+  readonly name: string;
+  /** The durable acknowledged position (0 when none). */
+  readonly acknowledged: number;
+  /** Acknowledges `position` (default: the last event handed out); resolves once durable. */
+  ack(position?: number): Promise<void>;
+}
+
+/** A consumer's acknowledgement made durable together with an append's events. */
+export interface AckOption {
+  consumer: string;
+  position: number;
+}
+
+export interface ConsumerInfo {
+  name: string;
+  /** Acknowledged position. */
+  position: number;
+  /** head − position. */
+  lag: number;
+  /** Whether a consumer of this name is open in this process. */
+  live: boolean;
+}
+
 /** What a decider is given besides the events. */
 export interface DecisionContext {
   /** 1 for the first call; a later call follows a conflict of an asynchronous decision. */

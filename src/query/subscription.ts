@@ -33,8 +33,11 @@ export interface SubscriptionParts {
   onEnd: (subscription: LiveSubscription) => void;
 }
 
-/** Where a subscription starts: 'start', an inclusive position (a stream position for a stream), or 'end'. */
-export type SubscriptionStart = 'start' | 'end' | number;
+/**
+ * Where a subscription starts: 'start', an inclusive position (a stream position for a stream),
+ * 'end', or after a store position (a durable consumer's acknowledged one).
+ */
+export type SubscriptionStart = 'start' | 'end' | number | { after: number };
 
 interface Step {
   events: RecordedEvent[];
@@ -49,7 +52,7 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
   readonly #tailSource: TailSource;
   readonly #isStream: boolean;
   readonly #signal: AbortSignal | undefined;
-  #start: SubscriptionStart;
+  readonly #start: SubscriptionStart;
   #through = 0;
   /** For a stream: the stream position the next read starts at. */
   #nextStreamPosition = 1;
@@ -68,6 +71,7 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
   #stopped: Promise<void>;
   #stop!: () => void;
   readonly #onAbort = () => void this.close();
+  readonly #endListeners: (() => void)[] = [];
 
   constructor(parts: SubscriptionParts, index: ParsedSource, start: SubscriptionStart, signal: AbortSignal | undefined) {
     this.#parts = parts;
@@ -77,6 +81,7 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
     this.#signal = signal;
     this.#start = start;
     if (start === 'end') this.#through = parts.head();
+    else if (typeof start === 'object') this.#through = start.after;
     else if (typeof start === 'number') {
       if (this.#isStream) this.#nextStreamPosition = Math.max(1, start);
       else this.#through = Math.max(0, start - 1);
@@ -139,6 +144,7 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
         this.#rejectCaughtUp(new FactError('FACT_CLOSED', 'subscription: closed before it caught up'));
       }
       this.#parts.onEnd(this);
+      for (const listener of this.#endListeners) listener();
     }
     await this.#pulling?.catch(() => undefined);
     await this.#prefetch?.catch(() => undefined);
@@ -146,6 +152,12 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /** `listener` runs once when the subscription ends (at once if it has). */
+  whenEnded(listener: () => void): void {
+    if (this.#ended) listener();
+    else this.#endListeners.push(listener);
   }
 
   #take(): RecordedEvent {
@@ -160,7 +172,7 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
       if (!this.#prepared) {
         await parts.prepare();
         this.#prepared = true;
-        if (this.#start === 'end' && this.#isStream && !this.#ended) await this.#findStreamEnd();
+        if ((this.#start === 'end' || typeof this.#start === 'object') && this.#isStream && !this.#ended) await this.#findStreamEnd();
       }
       while (!this.#ended) {
         const head = parts.head();
@@ -235,7 +247,7 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
     return this.#isStream ? this.#nextStreamPosition : this.#through + 1;
   }
 
-  /** 'end' for a stream: the stream position after its newest event at or below the head taken at subscribe. */
+  /** 'end' or { after } for a stream: the stream position after its newest event at or below `#through`. */
   async #findStreamEnd(): Promise<void> {
     const through = this.#through;
     for await (const event of this.#parts.reads.scan(this.#index, { from: undefined, direction: 'backward', limit: Number.POSITIVE_INFINITY, signal: undefined })) {

@@ -16,6 +16,8 @@ export const KeySpace = {
   data: 0x44, // D
   /** rebuildIndexes()'s shadow of the index spaces: `R` + an index key (docs/storage-format.md, "Rebuilds"). */
   rebuild: 0x52, // R
+  /** Durable consumers' acknowledged positions (WAL record type 3): not derived from the ledger. */
+  consumer: 0x4f, // O
 } as const;
 
 /** Key spaces derived from the ledger alone, which rebuildIndexes() makes equal to a rebuild. */

@@ -30,6 +30,7 @@ export type Bytes = Uint8Array;
 /** A chained batch of byte keys and values. */
 export interface ByteBatch {
   put(key: Uint8Array, value: Uint8Array): void;
+  del(key: Uint8Array): void;
   /** Operations added so far. */
   readonly length: number;
   write(): Promise<void>;
@@ -56,6 +57,10 @@ export function batchFactory(db: LevelDatabase, native: boolean): BatchFactory {
       put(key, value) {
         if (native && length > 0) (batch as unknown as NativeChainedBatch)._put(key, value);
         else batch.put<Uint8Array, Uint8Array>(key, value, VIEW);
+        length++;
+      },
+      del(key) {
+        batch.del<Uint8Array>(key, { keyEncoding: 'view' });
         length++;
       },
       get length() {

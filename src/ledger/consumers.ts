@@ -1,0 +1,54 @@
+/**
+ * Durable consumers' acknowledged positions as the store holds them: loaded at open (after the
+ * replay applied every logged ack), changed when a group with acks becomes durable. Also which
+ * names have a live consumer in this process (one at a time).
+ */
+import { readU64BE, utf8Decode } from '../bytes.js';
+import type { ConsumerAck } from '../storage/commit-record.js';
+import { KeySpace, spaceRange } from '../storage/keys.js';
+import { VIEW, type LevelDatabase } from '../storage/level.js';
+
+export class ConsumerPositions {
+  readonly #durable = new Map<string, number>();
+  readonly #live = new Set<string>();
+
+  /** Reads every `O` entry: the positions LevelDB holds once the replay is done. */
+  async load(db: LevelDatabase): Promise<void> {
+    for await (const [key, value] of db.iterator<Uint8Array, Uint8Array>({ ...VIEW, ...spaceRange(KeySpace.consumer) })) {
+      this.#durable.set(utf8Decode(key.subarray(1)), readU64BE(value, 0));
+    }
+  }
+
+  /** The acknowledged position of a consumer, undefined when it has none (never acked, or deleted). */
+  position(name: string): number | undefined {
+    return this.#durable.get(name);
+  }
+
+  /** Names and positions, by name. */
+  list(): [string, number][] {
+    return [...this.#durable.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  /** A group with these acks is durable (in its order: a later ack of a name wins). */
+  noteDurable(acks: readonly ConsumerAck[]): void {
+    for (const ack of acks) {
+      if (ack.position === null) this.#durable.delete(ack.name);
+      else this.#durable.set(ack.name, ack.position);
+    }
+  }
+
+  isLive(name: string): boolean {
+    return this.#live.has(name);
+  }
+
+  /** False when the name already has a live consumer. */
+  claim(name: string): boolean {
+    if (this.#live.has(name)) return false;
+    this.#live.add(name);
+    return true;
+  }
+
+  release(name: string): void {
+    this.#live.delete(name);
+  }
+}
