@@ -1,7 +1,8 @@
 /**
  * `npm start`: the factstore demo on an embedded database in data/demo.
- * Part 1 runs a small course-subscription domain; part 2 shows the write-ahead log surviving
- * a SIGKILL of the process that was appending to it.
+ * Part 1 runs a small course-subscription domain; part 2 keeps a projection (a read model in a
+ * Map) with a durable consumer: rebuilt from the history, then following live appends; part 3
+ * shows the write-ahead log surviving a SIGKILL of the process that was appending to it.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -78,8 +79,37 @@ async function courseSubscriptions(): Promise<void> {
   console.log(`verify: ${report.ok ? 'ok' : report.problems.join('; ')} (${report.events} events, ${report.indexEntries} index entries)`);
 }
 
+async function projection(): Promise<void> {
+  console.log(`\n== 2. a projection kept by a durable consumer (${DATABASE_PATH})`);
+  await using db = await FactStore.open(DATABASE_PATH);
+  // Seats taken per course, in a Map: rebuilt from the beginning at every start (reset to 0).
+  const seats = new Map<string, number>();
+  if ((await db.consumers()).some((info) => info.name === 'demo-seats')) await db.resetConsumer('demo-seats', 0);
+  const consumer = db.consumer('demo-seats', { type: 'StudentSubscribed' });
+  let live = false;
+  void consumer.caughtUp.then(() => (live = true));
+  const following = (async () => {
+    for await (const event of consumer) {
+      const course = event.tags.find((tag) => tag.startsWith('course:')) ?? 'course:?';
+      seats.set(course, (seats.get(course) ?? 0) + 1);
+      if (live) console.log(`  live: position ${event.position} ${event.type} → ${course} has ${seats.get(course)} seats taken`);
+    }
+  })();
+  const caughtUpAt = await consumer.caughtUp;
+  console.log(`rebuilt from the history up to position ${caughtUpAt}: ${JSON.stringify(Object.fromEntries(seats))}`);
+  const course = `course:live-${caughtUpAt}`;
+  for (const student of ['s1', 's2', 's3']) {
+    await db.append({ type: 'StudentSubscribed', data: { student }, tags: [course, `student:${student}`] });
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  await consumer.close();
+  await following;
+  const [info] = (await db.consumers()).filter((consumerInfo) => consumerInfo.name === 'demo-seats');
+  console.log(`consumer demo-seats acknowledged position ${info?.position} (lag ${info?.lag}); a restart resumes right after it`);
+}
+
 async function walCrash(): Promise<void> {
-  console.log(`\n== 2. the write-ahead log survives kill -9 (${CRASH_WAL_PATH})`);
+  console.log(`\n== 3. the write-ahead log survives kill -9 (${CRASH_WAL_PATH})`);
   const before = await Wal.open(CRASH_WAL_PATH);
   const lastBefore = before.lastLsn;
   await before.close();
@@ -126,5 +156,6 @@ if (process.argv[2] === '--wal-child') {
   await walChild(process.argv[3]!);
 } else {
   await courseSubscriptions();
+  await projection();
   await walCrash();
 }
