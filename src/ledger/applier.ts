@@ -153,14 +153,16 @@ export class Applier {
   }
 
   /**
-   * The oldest chunks of the tail whose WAL record is durable: LevelDB, which makes its tables
+   * The oldest chunks of the tail whose WAL record is durable (syncing the WAL when neither they
+   * nor the oldest pending acks are): LevelDB, which makes its tables
    * durable on its own, must never hold an event that a power loss can take from the WAL, or the
    * database would not open again (recovery row 6). With sync 'none' appends resolve before
    * their record is synced: the apply then asks the WAL for a sync (appends never wait for it).
    */
   async #durableTailChunks(): Promise<readonly TailChunk[]> {
     let chunks = this.#tail.chunks;
-    if (chunks.length > 0 && chunks[0]!.lsn > this.#wal.durableLsn) {
+    const oldestLsn = Math.min(chunks[0]?.lsn ?? Number.POSITIVE_INFINITY, this.#acks[0]?.lsn ?? Number.POSITIVE_INFINITY);
+    if (oldestLsn !== Number.POSITIVE_INFINITY && oldestLsn > this.#wal.durableLsn) {
       try {
         await this.#wal.sync();
       } catch (error) {
