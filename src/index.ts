@@ -28,6 +28,8 @@ export type {
 } from './model/types.js';
 export type { RebuildProgress } from './indexes/rebuild.js';
 export type { VerifyReport } from './indexes/verify.js';
+export type { BackupProgress, BackupResult } from './ledger/backup.js';
+export { BACKUP_BATCH_SIZE_BYTES } from './ledger/backup.js';
 export type { DataIndexProgress } from './indexes/data-index.js';
 export {
   EVENT_TYPE_SIZE_BYTES_MAX,

@@ -3,6 +3,7 @@
  * (plan → log to the WAL → resolve → apply to LevelDB) is in ledger/, the reads in query/, the
  * index work in indexes/ (docs/architecture.md is the map).
  */
+import { resolve as resolvePath, sep as pathSeparator } from 'node:path';
 import { Level } from 'level';
 import { asError, FactError, invalid, isFactError } from './errors.js';
 import { clearRebuildShadow, type RebuildProgress } from './indexes/rebuild.js';
@@ -51,6 +52,7 @@ import { LedgerState } from './ledger/state.js';
 import { StreamVersions } from './ledger/stream-versions.js';
 import { Writer } from './ledger/writer.js';
 import { ConsumerPositions } from './ledger/consumers.js';
+import { checkBackupDestination, swapInto, type BackupProgress, type BackupResult } from './ledger/backup.js';
 import { DurableConsumer } from './ledger/durable-consumer.js';
 import { CONSUMER_NAME_SIZE_BYTES_MAX, type ConsumerAck } from './storage/commit-record.js';
 import { joinPath, type FileSystem } from './wal/file-system.js';
@@ -440,6 +442,59 @@ export class FactStore implements AsyncDisposable {
   async verify(): Promise<VerifyReport> {
     this.#checkOpen('verify');
     return this.#maintenance.turn(() => this.#maintenance.verify());
+  }
+
+  /**
+   * A consistent copy of the database at `dest` (a new path, or an empty directory), taken while
+   * appends go on: exactly the events through the head when it starts, the indexes, the
+   * consumers' positions. The copy is a database of its own: open it, or restore() it.
+   */
+  async backup(dest: string, options: { onProgress?: (progress: BackupProgress) => void } = {}): Promise<BackupResult> {
+    this.#checkOpen('backup');
+    if (typeof dest !== 'string' || dest.length === 0) throw invalid('backup: dest must be a non-empty path');
+    if (typeof options !== 'object' || options === null) throw invalid('backup: options must be an object');
+    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalid('backup: onProgress must be a function');
+    if (resolvePath(dest) === resolvePath(this.path) || resolvePath(dest).startsWith(`${resolvePath(this.path)}${pathSeparator}`)) {
+      throw invalid(`backup: dest ${dest} is inside the database ${this.path}`);
+    }
+    await checkBackupDestination(dest, 'backup');
+    return this.#maintenance.turn(() => this.#maintenance.backup(dest, options.onProgress));
+  }
+
+  /**
+   * Restores a backup (see backup()) to `path`: refuses an existing database there unless
+   * `force`, and one that is open (FACT_LOCKED). The backup itself is left as it is.
+   */
+  static async restore(backupPath: string, path: string, options: { force?: boolean } = {}): Promise<BackupResult> {
+    if (typeof backupPath !== 'string' || backupPath.length === 0) throw invalid('restore: backupPath must be a non-empty path');
+    if (typeof path !== 'string' || path.length === 0) throw invalid('restore: path must be a non-empty path');
+    if (typeof options !== 'object' || options === null) throw invalid('restore: options must be an object');
+    const force = options.force ?? false;
+    if (typeof force !== 'boolean') throw invalid('restore: force must be a boolean');
+    if (!force) await checkBackupDestination(path, 'restore').catch((error: unknown) => {
+      throw isFactError(error) ? new FactError('FACT_INVALID_ARGUMENT', `restore: ${path} exists; pass force to replace it`, { details: { path } }) : error;
+    });
+    const staged = `${path}.restoring-${process.pid}-${Date.now()}`;
+    let existing: FactStore | null = null;
+    if (force && (await new NodeFileSystem().exists(joinPath(path, 'wal')))) {
+      // Holding the database's locks proves nobody has it open while it is replaced.
+      existing = await FactStore.open(path, { createIfMissing: false });
+    }
+    try {
+      const source = await FactStore.open(backupPath, { createIfMissing: false });
+      let result: BackupResult;
+      try {
+        result = await source.backup(staged);
+      } finally {
+        await source.close();
+      }
+      await existing?.close();
+      existing = null;
+      await swapInto(staged, path);
+      return { ...result, path };
+    } finally {
+      await existing?.close();
+    }
   }
 
   /** Rebuilds every index from the ledger; the result is byte-identical to incremental indexes. */

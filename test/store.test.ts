@@ -93,6 +93,7 @@ const LIFECYCLE_CALLS: Record<string, { kind: 'promise' | 'sync'; call: (db: Fac
   consumers: { kind: 'promise', call: (db) => db.consumers() },
   resetConsumer: { kind: 'promise', call: (db) => db.resetConsumer('c', 0) },
   deleteConsumer: { kind: 'promise', call: (db) => db.deleteConsumer('c') },
+  backup: { kind: 'promise', call: (db) => db.backup(join(tmpdir(), 'factstore-never-written')) },
 };
 
 export function describeStoreSuite(name: string, makeOptions: () => OptionsFor): void {

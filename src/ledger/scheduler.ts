@@ -4,6 +4,7 @@
  * the tail) and never changes what a read, condition or expectation sees (docs/storage-format.md,
  * "Rebuilds").
  */
+import { writeBackup, type BackupProgress, type BackupResult } from './backup.js';
 import { asError, FactError, isFactError } from '../errors.js';
 import { buildDataIndexes, clearDataIndex, type DataIndexProgress } from '../indexes/data-index.js';
 import { rebuildIndexes, type RebuildProgress } from '../indexes/rebuild.js';
@@ -63,6 +64,18 @@ export class MaintenanceScheduler {
     });
     this.#chain = run.catch(() => undefined);
     return run;
+  }
+
+  /** A backup of the events through the head, from a LevelDB snapshot; appends go on meanwhile. */
+  async backup(dest: string, onProgress: ((progress: BackupProgress) => void) | undefined): Promise<BackupResult> {
+    const { db, state, writer } = this.#parts;
+    if (!db.supports.explicitSnapshots) return writer.exclusive(() => writeBackup(db, undefined, state.head, dest, onProgress));
+    const { snapshot, head } = await writer.exclusive(() => Promise.resolve({ snapshot: db.snapshot(), head: state.head }));
+    try {
+      return await writeBackup(db, snapshot, head, dest, onProgress);
+    } finally {
+      await snapshot.close();
+    }
   }
 
   /** verify() on a LevelDB snapshot holding exactly the events through the head; appends go on. */
