@@ -130,14 +130,14 @@ function describeSubscribe(name: string, makeBackend: () => OptionsFor) {
       }
     });
 
-    it('a reader far behind the writers reads from the store, then follows live, missing nothing', async () => {
-      const subscription = db.subscribe({ tag: 't2' });
+    it.each<ReadSource>([{ tag: 't2' }, 'all'])('a reader far behind the writers reads from the store, then follows live, missing nothing (%j)', async (source) => {
+      const subscription = db.subscribe(source);
       const first = subscription.next();
       // Many times the unapplied tail while the reader is stalled: it holds no queue of them.
       const total = UNAPPLIED_EVENTS_MAX * 2 + 3 * SUBSCRIPTION_BATCH_EVENTS;
       const batch = 500;
       for (let index = 0; index < total; index += batch) await db.append(Array.from({ length: batch }, (_, offset) => event(index + offset)));
-      const expected = await db.read({ tag: 't2' }).toArray();
+      const expected = await db.read(source).toArray();
       const received = [(await first).value as RecordedEvent, ...(await take(subscription, expected.length - 1))];
       expect(positionsOf(received)).toEqual(positionsOf(expected));
       // Then live: an event appended now comes in the same turn as the append resolves.

@@ -11,6 +11,7 @@
  * events above it are left for the next step, whatever commits meanwhile.
  */
 import { FactError } from '../errors.js';
+import { Query } from '../model/query.js';
 import type { RecordedEvent } from '../model/types.js';
 import type { HeadWatch } from './head-watch.js';
 import type { MergedReads } from './merged-reads.js';
@@ -51,6 +52,10 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
   readonly #index: ParsedSource;
   readonly #tailSource: TailSource;
   readonly #isStream: boolean;
+  /** The whole ledger: history streams from one batched scan (no iterator per batch). */
+  readonly #wholeLedger: boolean;
+  #ledgerScan: { batches: AsyncGenerator<RecordedEvent[]>; head: number } | null = null;
+  #scanEnding: Promise<void> = Promise.resolve();
   readonly #signal: AbortSignal | undefined;
   readonly #start: SubscriptionStart;
   #through = 0;
@@ -78,6 +83,7 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
     this.#index = index;
     this.#tailSource = toTailSource(index);
     this.#isStream = this.#tailSource.kind === 'stream';
+    this.#wholeLedger = index === 'all' || (index instanceof Query && index.compiled === 'all');
     this.#signal = signal;
     this.#start = start;
     if (start === 'end') this.#through = parts.head();
@@ -148,6 +154,8 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
     }
     await this.#pulling?.catch(() => undefined);
     await this.#prefetch?.catch(() => undefined);
+    this.#endLedgerScan();
+    await this.#scanEnding;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -176,8 +184,15 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
       }
       while (!this.#ended) {
         const head = parts.head();
+        // A scan that cannot give more (everything up to its head is out): live goes on from the tail.
+        if (this.#ledgerScan !== null && this.#through >= this.#ledgerScan.head) this.#endLedgerScan();
         if (this.#through < head) {
-          const step = this.#prefetch !== null ? await this.#takePrefetch() : (this.#fromTail(head) ?? (await this.#fromStore(head)));
+          const step =
+            this.#prefetch !== null
+              ? await this.#takePrefetch()
+              : this.#ledgerScan !== null
+                ? await this.#fromLedgerScan(head)
+                : (this.#fromTail(head) ?? (this.#wholeLedger ? await this.#fromLedgerScan(head) : await this.#fromStore(head)));
           if (this.#ended) break;
           this.#advance(step, head);
           if (this.#batch.length > 0) return { value: this.#take(), done: false };
@@ -207,7 +222,7 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
     const last = step.events.at(-1);
     if (this.#isStream && last !== undefined) this.#nextStreamPosition = last.streamPosition! + 1;
     // A full batch from the store: read the next one while this one is handed out.
-    if (this.#prefetch === null && step.through < head && !this.#fromTailPossible()) this.#prefetch = this.#fromStore(head);
+    if (this.#prefetch === null && !this.#wholeLedger && step.through < head && !this.#fromTailPossible()) this.#prefetch = this.#fromStore(head);
   }
 
   async #takePrefetch(): Promise<Step> {
@@ -229,6 +244,38 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
       if (event.position > this.#through && event.position <= head) events.push(event);
     }
     return this.#stepOf(events, events.length === SUBSCRIPTION_BATCH_EVENTS, head);
+  }
+
+  /** Closes the ledger scan (its LevelDB iterator) in the background; close() waits for it. */
+  #endLedgerScan(): void {
+    const scan = this.#ledgerScan;
+    if (scan === null) return;
+    this.#ledgerScan = null;
+    const ending = scan.batches.return(undefined).then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#scanEnding = Promise.all([this.#scanEnding, ending]).then(() => undefined);
+  }
+
+  /**
+   * The next batch of one scan of the whole ledger up to the head when it started (the scan reads
+   * ahead itself); once done, a step up to that head.
+   */
+  async #fromLedgerScan(head: number): Promise<Step> {
+    this.#ledgerScan ??= { batches: this.#parts.reads.scanAllBatches({ from: this.#through + 1, direction: 'forward', limit: Number.POSITIVE_INFINITY, signal: undefined }), head };
+    const scan = this.#ledgerScan;
+    for (;;) {
+      const next = await scan.batches.next();
+      const batch = next.done ? [] : next.value;
+      const through = this.#through;
+      const events = batch.length > 0 && (batch[0]!.position <= through || batch.at(-1)!.position > scan.head) ? batch.filter((event) => event.position > through && event.position <= scan.head) : batch;
+      if (events.length > 0) return { events, through: events.at(-1)!.position };
+      if (next.done || batch[0]!.position > scan.head) {
+        this.#endLedgerScan();
+        return { events: [], through: scan.head };
+      }
+    }
   }
 
   async #fromStore(head: number): Promise<Step> {
