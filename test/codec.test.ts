@@ -167,7 +167,7 @@ describe('canonical comparison does not depend on key order', () => {
     const report = await db.verify();
     expect(report.problems).toEqual([]);
     await db.close();
-    expect(hex((await level.get<Uint8Array, Uint8Array>(metaKey('format'), VIEW))!)).toBe(hex(u64(4)));
+    expect(hex((await level.get<Uint8Array, Uint8Array>(metaKey('format'), VIEW))!)).toBe(hex(u64(5)));
   });
 });
 

@@ -225,7 +225,7 @@ describe('upgrade from formats 1, 2 and 3 (recovery rows 5, 5a, 5c)', () => {
       const upgraded = await ledger(level);
       expect([...upgraded.values()].every(isChecksummedChunk)).toBe(true);
       if (format === 3) expect([...upgraded.entries()].map(([first, bytes]) => [first, Buffer.from(bytes).toString('hex')])).toEqual([...current.entries()].map(([first, bytes]) => [first, Buffer.from(bytes).toString('hex')]));
-      expect(readU64BE((await level.get<Uint8Array, Uint8Array>(metaKey('format'), VIEW))!, 0)).toBe(4);
+      expect(readU64BE((await level.get<Uint8Array, Uint8Array>(metaKey('format'), VIEW))!, 0)).toBe(5);
       expect(await level.get<Uint8Array, Uint8Array>(metaKey('upgrading'), VIEW)).toBeUndefined();
       // Retries still judge append boundaries: the unmarked kind of formats 1/2 stays unmarked.
       db = await FactStore.open('/db', memoryOptions(fs, level));
@@ -328,12 +328,36 @@ describe('upgrade from formats 1, 2 and 3 (recovery rows 5, 5a, 5c)', () => {
     await db.close();
   });
 
-  it('a format-4 store refuses a format it does not know, and an older version refuses format 4 (row 5b)', async () => {
+  it('a store refuses a format it does not know, as an older version refuses the newer format (row 5b)', async () => {
     const fs = new SimFileSystem();
     const level = newMemoryLevel();
     await (await FactStore.open('/db', memoryOptions(fs, level))).close();
-    await level.put<Uint8Array, Uint8Array>(metaKey('format'), u64(5), VIEW);
-    await expectFactError(() => FactStore.open('/db', memoryOptions(fs, level)), 'FACT_CORRUPTION', /storage format 5; this version reads 4/);
+    await level.put<Uint8Array, Uint8Array>(metaKey('format'), u64(6), VIEW);
+    await expectFactError(() => FactStore.open('/db', memoryOptions(fs, level)), 'FACT_CORRUPTION', /storage format 6; this version reads 5/);
+  });
+
+  it('a format-4 store opens as format 5 with nothing else changed (row 5d)', async () => {
+    const fs = new SimFileSystem();
+    const level = newMemoryLevel();
+    const db = await FactStore.open('/db', memoryOptions(fs, level));
+    await db.append([{ type: 'A', tags: ['t'] }, { type: 'B', data: { n: 1 } }]);
+    await db.close();
+    await level.put<Uint8Array, Uint8Array>(metaKey('format'), u64(4), VIEW);
+    const before = new Map<string, string>();
+    for await (const [key, value] of level.iterator({ keyEncoding: 'view', valueEncoding: 'view' })) before.set(Buffer.from(key).toString('hex'), Buffer.from(value).toString('hex'));
+    const reopened = await FactStore.open('/db', memoryOptions(fs, level));
+    expect(readU64BE((await level.get<Uint8Array, Uint8Array>(metaKey('format'), VIEW))!, 0)).toBe(5);
+    expect((await reopened.read().toArray()).map((event) => event.type)).toEqual(['A', 'B']);
+    await reopened.close();
+    const after = new Map<string, string>();
+    for await (const [key, value] of level.iterator({ keyEncoding: 'view', valueEncoding: 'view' })) after.set(Buffer.from(key).toString('hex'), Buffer.from(value).toString('hex'));
+    const formatKey = Buffer.from(metaKey('format')).toString('hex');
+    const appliedKey = Buffer.from(metaKey('applied')).toString('hex');
+    for (const key of [formatKey, appliedKey]) {
+      before.delete(key);
+      after.delete(key);
+    }
+    expect(after).toEqual(before);
   });
 });
 

@@ -1417,7 +1417,7 @@ describe('FactStore recovery (memory-level + SimFileSystem)', () => {
     expect((await reopened.verify()).ok).toBe(true);
     await reopened.close();
     expect(await dumpIndexes(level)).toEqual(expected);
-    expect(readU64BE((await level.get<Uint8Array, Uint8Array>(metaKey("format"), VIEW))!, 0)).toBe(4);
+    expect(readU64BE((await level.get<Uint8Array, Uint8Array>(metaKey("format"), VIEW))!, 0)).toBe(5);
     expect(await level.get<Uint8Array, Uint8Array>(metaKey('rebuilding'), VIEW)).toBeUndefined();
   });
 

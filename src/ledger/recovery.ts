@@ -15,7 +15,14 @@ import { VIEW, type BatchFactory, type ByteArena, type LevelDatabase } from '../
 import { readRecordedDataFields } from '../storage/meta.js';
 import type { Wal } from '../wal/wal.js';
 
-export const STORAGE_FORMAT_VERSION = 4;
+/**
+ * 5: format 4's ledger and indexes, plus WAL records of type 3 (consumer acks) and the `O` key
+ * space. A format-4 reader would skip type-3 records, and with them their events: the version
+ * keeps it from opening the store.
+ */
+export const STORAGE_FORMAT_VERSION = 5;
+/** Formats whose ledger and indexes are this version's: only `M format` changes. */
+const SAME_LAYOUT_FORMAT_VERSIONS: readonly number[] = [4];
 /** Formats whose ledger this version reads and whose indexes it rebuilds on open (1: one type, category and stream entry per event). */
 const INDEX_UPGRADABLE_FORMAT_VERSIONS: readonly number[] = [1];
 /**
@@ -38,12 +45,18 @@ export async function checkFormat(db: LevelDatabase, path: string, barrier: Boun
   }
   const version = readU64BE(format, 0);
   if (version === STORAGE_FORMAT_VERSION) return;
+  if (SAME_LAYOUT_FORMAT_VERSIONS.includes(version)) {
+    // Durable before any type-3 record can be logged: from then on a format-4 reader refuses the store.
+    await db.put<Uint8Array, Uint8Array>(metaKey('format'), u64(STORAGE_FORMAT_VERSION), VIEW);
+    await barrier();
+    return;
+  }
   if (!LEDGER_UPGRADABLE_FORMAT_VERSIONS.includes(version)) {
     throw new FactError('FACT_CORRUPTION', `database ${path} has storage format ${version}; this version reads ${STORAGE_FORMAT_VERSION}`);
   }
   // One batch, made durable before anything is rewritten: the markers make the ledger rewrite
   // (upgradeLedger) and the index rebuild (row 9) happen even if this open is cut short, and
-  // format 4 keeps older versions (which cannot read kinds 4–6) from opening the store meanwhile.
+  // the new format keeps older versions (which cannot read kinds 4–6) from opening the store meanwhile.
   const rebuild = INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(version) || (DATA_INDEX_UPGRADABLE_FORMAT_VERSIONS.includes(version) && (await readRecordedDataFields(db)).length > 0);
   const markers = rebuild ? ['upgrading', 'rebuilding'] : ['upgrading'];
   await db.batch<Uint8Array, Uint8Array>(
