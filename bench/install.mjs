@@ -1,6 +1,6 @@
 /**
  * Installs bench/'s own dependencies (`npm ci` in bench/) when bench/node_modules is missing or
- * older than bench/package-lock.json. The root bench:* scripts run this first, so that the root
+ * does not hold what bench/package-lock.json lists. The root bench:* scripts run this first, so that the root
  * install never compiles better-sqlite3, which only the benchmarks use.
  */
 import { spawnSync } from 'node:child_process';
