@@ -49,6 +49,7 @@ import {
   targetTable,
   writeResults,
   type SqliteDatabase,
+  orderEvent,
 } from './support.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -65,24 +66,8 @@ const OPEN_REPETITIONS = 5;
 
 // ------------------------------------------------------------------------------------- events
 
-const TYPES = ['OrderPlaced', 'ItemAdded', 'ItemRemoved', 'OrderShipped'] as const;
-
 /** A typical small event (≈ 200 B of CBOR): the same objects go to both systems. */
-function makeEvent(index: number): EventInput {
-  return {
-    type: TYPES[index % TYPES.length]!,
-    data: {
-      orderId: `o-${index % 5000}`,
-      sku: `SKU-${(index * 7919) % 100000}`,
-      quantity: 1 + (index % 7),
-      priceCents: 199 + ((index * 31) % 10000),
-      currency: 'EUR',
-      note: index % 3 === 0 ? 'gift wrap, leave at the door' : null,
-    },
-    metadata: { correlationId: `c-${index}`, userId: `u-${index % 977}` },
-    tags: [`order:o-${index % 5000}`, `customer:u-${index % 977}`],
-  };
-}
+const makeEvent = (index: number): EventInput => orderEvent(index, [`order:o-${index % 5000}`, `customer:u-${index % 977}`]);
 
 const POOL = Array.from({ length: BATCH_EVENTS }, (_, index) => makeEvent(index));
 const streamSlices = Array.from({ length: STREAMS_PER_COMMIT }, (_, index) => POOL.slice(index * STREAM_EVENTS, (index + 1) * STREAM_EVENTS));

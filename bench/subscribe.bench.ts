@@ -40,6 +40,7 @@ import {
   rssMB,
   targetTable,
   writeResults,
+  orderEvent,
 } from './support.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000);
@@ -53,24 +54,10 @@ const HOT_EVERY = 10;
 const CATCH_UP_EVENTS_PER_S_TARGET = 400_000;
 const LAG_P99_MS_TARGET = 2;
 
-const TYPES = ['OrderPlaced', 'ItemAdded', 'ItemRemoved', 'OrderShipped'] as const;
-
 /** A typical small event (≈ 250 B): 1 tag, 2 for every HOT_EVERY-th. */
 function makeEvent(index: number): EventInput {
   const order = `order:o-${index % 5000}`;
-  return {
-    type: TYPES[index % TYPES.length]!,
-    data: {
-      orderId: `o-${index % 5000}`,
-      sku: `SKU-${(index * 7919) % 100000}`,
-      quantity: 1 + (index % 7),
-      priceCents: 199 + ((index * 31) % 10000),
-      currency: 'EUR',
-      note: index % 3 === 0 ? 'gift wrap, leave at the door' : null,
-    },
-    metadata: { correlationId: `c-${index}`, userId: `u-${index % 977}` },
-    tags: index % HOT_EVERY === 0 ? [order, HOT_TAG] : [order],
-  };
+  return orderEvent(index, index % HOT_EVERY === 0 ? [order, HOT_TAG] : [order]);
 }
 
 const POOL = Array.from({ length: LOAD_BATCH_EVENTS }, (_, index) => makeEvent(index));

@@ -11,6 +11,7 @@ import * as vm from 'node:vm';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { median, quantileSorted } from 'simple-statistics';
+import type { EventInput } from '../src/index.js';
 
 export type SqliteDatabase = Database.Database;
 
@@ -120,3 +121,22 @@ export function writeResults(name: string, report: object): string {
 }
 
 export const log = (line: string) => process.stderr.write(`${line}\n`);
+
+const ORDER_EVENT_TYPES = ['OrderPlaced', 'ItemAdded', 'ItemRemoved', 'OrderShipped'] as const;
+
+/** The benches' typical small event (≈ 200 B of CBOR) with the given tags: the same objects go to every system compared. */
+export function orderEvent(index: number, tags: string[]): EventInput {
+  return {
+    type: ORDER_EVENT_TYPES[index % ORDER_EVENT_TYPES.length]!,
+    data: {
+      orderId: `o-${index % 5000}`,
+      sku: `SKU-${(index * 7919) % 100000}`,
+      quantity: 1 + (index % 7),
+      priceCents: 199 + ((index * 31) % 10000),
+      currency: 'EUR',
+      note: index % 3 === 0 ? 'gift wrap, leave at the door' : null,
+    },
+    metadata: { correlationId: `c-${index}`, userId: `u-${index % 977}` },
+    tags,
+  };
+}
