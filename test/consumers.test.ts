@@ -77,6 +77,23 @@ function describeConsumers(name: string, makeBackend: () => OptionsFor) {
       expect(second.acknowledged).toBe(12);
     });
 
+    it('a consumer of a stream resumes after its ack, counted in store positions', async () => {
+      for (let index = 1; index <= 12; index++) await db.appendStream(index % 3 === 0 ? 'cart-9' : 'other', { type: 'Step', data: { index } });
+      const first = db.consumer('carts', { stream: 'cart-9' });
+      const taken = await take(first, 2); // positions 3 and 6
+      await first.ack(taken[1]!.position);
+      await first.close();
+      await db.close();
+      db = await open();
+      const again = db.consumer('carts', { stream: 'cart-9' });
+      const next = await take(again, 2);
+      expect(next.map((event) => [event.position, event.streamPosition])).toEqual([
+        [9, 3],
+        [12, 4],
+      ]);
+      await again.close();
+    });
+
     it('with autoAck false only ack() acknowledges, durably once it resolves', async () => {
       await db.append([{ type: 'A' }, { type: 'A' }, { type: 'A' }]);
       const consumer = db.consumer('manual', 'all', { autoAck: false });
