@@ -2,17 +2,22 @@
 import type { EventInput, RecordedEvent } from '../index.js';
 import { fromTaggedJson, toTaggedJson } from './tagged-json.js';
 
-/** One line (no newline) for a recorded event, every field, in one fixed order (an export is byte-for-byte reproducible). */
+/**
+ * One line (no newline) for a recorded event, every field, in one fixed order (an export is
+ * byte-for-byte reproducible). Concatenated, not one JSON.stringify of a new object: an export
+ * spends most of its time here.
+ */
 export function eventLine(event: RecordedEvent): string {
-  const line: Record<string, unknown> = { position: event.position, id: event.id, type: event.type, timestamp: event.timestamp };
-  if (event.stream !== undefined) {
-    line.stream = event.stream;
-    line.streamPosition = event.streamPosition;
-  }
-  line.tags = event.tags;
-  if (event.data !== undefined) line.data = toTaggedJson(event.data);
-  line.metadata = toTaggedJson(event.metadata);
-  return JSON.stringify(line);
+  let line = `{"position":${event.position},"id":${JSON.stringify(event.id)},"type":${JSON.stringify(event.type)},"timestamp":${event.timestamp}`;
+  if (event.stream !== undefined) line += `,"stream":${JSON.stringify(event.stream)},"streamPosition":${event.streamPosition}`;
+  line += `,"tags":${event.tags.length === 0 ? '[]' : JSON.stringify(event.tags)}`;
+  if (event.data !== undefined) line += `,"data":${JSON.stringify(toTaggedJson(event.data))}`;
+  return `${line},"metadata":${isEmpty(event.metadata) ? '{}' : JSON.stringify(toTaggedJson(event.metadata))}}`;
+}
+
+function isEmpty(object: Record<string, unknown>): boolean {
+  for (const key in object) if (Object.hasOwn(object, key)) return false;
+  return true;
 }
 
 /** A line's JSON, or a TypeError saying what is wrong with it. */
