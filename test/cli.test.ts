@@ -296,6 +296,13 @@ describe('factstore command line', { timeout: 30_000 }, () => {
       expect(bad.code).toBe(1);
       expect(bad.stderr).toMatch(/^factstore: import: line 2: malformed JSON: .* nothing of lines 1–2 was written; nothing was imported \(the database head is 0\)\n$/);
       expect(await readAll(target)).toEqual([]);
+      // An event the store refuses: the import stops there; the events after it do not take its position.
+      const three = [one!, JSON.stringify({ ...JSON.parse(two!), type: '', timestamp: 1 }), JSON.stringify({ ...JSON.parse(two!), position: 3, id: 'third', timestamp: 2 })];
+      const invalidTarget = fresh();
+      const invalid = await factstore(['import', invalidTarget], three.join('\n') + '\n');
+      expect(invalid.code).toBe(1);
+      expect(invalid.stderr).toMatch(/^factstore: import: line 2: FACT_INVALID_ARGUMENT: .*positions up to 1 are imported; run the same import with --resume/);
+      expect((await readAll(invalidTarget)).map((event) => event.position)).toEqual([1]);
       const gap = await factstore(['import', fresh()], `${one}\n${one}\n`);
       expect(gap.code).toBe(1);
       expect(gap.stderr).toContain('line 2: position 1, expected 2');

@@ -137,23 +137,25 @@ async function importInto(db: FactStore, input: Readable, options: TransferOptio
     const settled = appended.then(
       (result) => {
         if (result.position !== lastPosition) {
-          stop.failure ??= new CliError(`line ${group.firstLine}: appended at position ${result.position - result.count + 1}, expected ${group.firstPosition}: the database no longer matches the file; delete it and import again`);
+          stop.failure ??= new CliError(`line ${group.firstLine}: appended at position ${result.position - result.count + 1}, expected ${group.firstPosition}: the database no longer matches the file (delete it and import again)`);
           return;
         }
-        if (stop.failure !== null) return;
         summary.count += group.events.length;
         summary.firstPosition ??= group.firstPosition;
-        summary.lastPosition = lastPosition;
+        summary.lastPosition = Math.max(summary.lastPosition ?? 0, lastPosition);
       },
       (error: unknown) => {
         const message = isFactError(error) ? `${error.code}: ${error.message}` : (error as Error).message;
-        stop.failure ??= new CliError(`line ${group.firstLine}: ${message}; ${stoppedAt()}`);
+        // What was imported is said once the appends in flight have settled (stoppedAt below).
+        stop.failure ??= new CliError(`line ${group.firstLine}: ${message}`);
       },
     );
     inFlight.add(settled);
     void settled.finally(() => inFlight.delete(settled));
-    // An append refused at once (bad event) must stop the import before the next is queued, or it would take its positions.
-    await Promise.race([settled, Promise.resolve()]);
+    // An append refused at once (an invalid event) must stop the import before the next is queued, or
+    // that one would take its positions. Such a promise is rejected already: racing it against a
+    // resolved one settles with its rejection, after `settled`'s handler (registered first) ran.
+    await Promise.race([appended, Promise.resolve()]).catch(() => undefined);
     if (inFlight.size >= IMPORT_APPENDS_IN_FLIGHT) await Promise.race(inFlight);
   };
 
@@ -166,7 +168,7 @@ async function importInto(db: FactStore, input: Readable, options: TransferOptio
         try {
           event = exportedEvent(parseLine(line.text));
         } catch (error) {
-          throw new CliError(`line ${line.number}: ${(error as Error).message}; nothing of lines ${lines[0]!.number}–${lines[lines.length - 1]!.number} was written; ${stoppedAt()}`);
+          throw new CliError(`line ${line.number}: ${(error as Error).message}; nothing of lines ${lines[0]!.number}–${lines[lines.length - 1]!.number} was written`);
         }
         if (expected === null) {
           if (options.resume && event.position <= head) {
@@ -181,7 +183,7 @@ async function importInto(db: FactStore, input: Readable, options: TransferOptio
           }
           expected = event.position;
         }
-        if (event.position !== expected) throw new CliError(`line ${line.number}: position ${event.position}, expected ${expected} (positions are gapless and in order); ${stoppedAt()}`);
+        if (event.position !== expected) throw new CliError(`line ${line.number}: position ${event.position}, expected ${expected} (positions are gapless and in order)`);
         expected++;
         event.event.id = event.id;
         const last = groups[groups.length - 1];
@@ -202,6 +204,11 @@ async function importInto(db: FactStore, input: Readable, options: TransferOptio
     if (stop.failure !== null) throw stop.failure;
     progress.update(totalChars > 0 ? totalChars : summary.count);
     return summary;
+  } catch (error) {
+    // What was imported is said once the appends in flight have settled.
+    await Promise.all(inFlight);
+    if (error instanceof CliError) throw new CliError(`${error.message}; ${stoppedAt()}`);
+    throw error;
   } finally {
     await Promise.all(inFlight);
     progress.stop();
