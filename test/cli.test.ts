@@ -141,6 +141,17 @@ describe('factstore command line', { timeout: 30_000 }, () => {
       expect(conflict.stderr).toContain('FACT_CONCURRENCY');
       expect((await readAll(path)).map((event) => event.type)).toEqual(['Seed']);
     });
+
+    it('appends in batches of 1000: a bad line in the second keeps the first and says where to go on', async () => {
+      const path = fresh();
+      const input = Array.from({ length: 1500 }, (_, n) => (n === 1199 ? '{"type": oops}' : JSON.stringify({ type: 'N', data: { n } })));
+      const run = await factstore(['append', path, '--stream', 'big', '--expect', 'none'], input.join('\n') + '\n');
+      expect(run.code).toBe(1);
+      expect(run.stderr).toMatch(/^factstore: append: line 1200: malformed JSON: .*; nothing of its batch \(line 1001–line 1500\) was written, 1000 event\(s\) before it were appended \(positions 1–1000\); fix it and append again from line 1001\n$/);
+      const events = await readAll(path);
+      expect(events.length).toBe(1000);
+      expect(events[999]!.streamPosition).toBe(1000);
+    });
   });
 
   describe('read and info', () => {

@@ -28,18 +28,23 @@ export function parseExpectation(text: string | undefined): StreamExpectation | 
   throw new CliError(`--expect must be any, none, exists or a stream version (an integer ≥ 0), got ${JSON.stringify(text)}`, EXIT_USAGE);
 }
 
-/** All of stdin: it is a JSON array or NDJSON, which its first non-blank character tells. */
-async function readAll(input: Readable): Promise<string> {
-  input.setEncoding('utf8');
-  let text = '';
-  for await (const chunk of input as AsyncIterable<string>) text += chunk;
-  return text;
-}
-
-/** The input's batches: NDJSON lines by number, or a JSON array's elements ("element N"). */
+/** The input's batches: NDJSON lines by number (streamed), or a JSON array's elements ("element N"), which its first non-blank character tells. */
 async function* inputBatches(input: Readable): AsyncGenerator<{ where: (index: number) => string; items: { label: string; value: () => unknown }[] }> {
-  const text = await readAll(input);
-  if (text.trimStart().startsWith('[')) {
+  input.setEncoding('utf8');
+  const chunks = (input as AsyncIterable<string>)[Symbol.asyncIterator]();
+  let head = '';
+  for (let next = await chunks.next(); ; next = await chunks.next()) {
+    if (next.done) break;
+    head += next.value;
+    if (head.trimStart().length > 0) break;
+  }
+  async function* all(): AsyncGenerator<string> {
+    yield head;
+    for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
+  }
+  if (head.trimStart().startsWith('[')) {
+    let text = '';
+    for await (const chunk of all()) text += chunk;
     let array: unknown;
     try {
       array = JSON.parse(text);
@@ -53,7 +58,7 @@ async function* inputBatches(input: Readable): AsyncGenerator<{ where: (index: n
     }
     return;
   }
-  for await (const lines of lineBatches(Readable.from([text]), APPEND_BATCH_EVENTS)) {
+  for await (const lines of lineBatches(Readable.from(all()), APPEND_BATCH_EVENTS)) {
     yield { where: (index) => `line ${lines[index]!.number}`, items: lines.map((line: Line) => ({ label: `line ${line.number}`, value: () => parseLine(line.text) })) };
   }
 }

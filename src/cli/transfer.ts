@@ -75,6 +75,9 @@ export async function exportLedger(path: string, options: TransferOptions & { ou
   }
 }
 
+/** Events landed at other positions than the file's: --resume cannot mend that. */
+class LedgerMismatch extends CliError {}
+
 /** Consecutive events of one append (one stream or none, one timestamp): what one append call can reproduce. */
 interface Group {
   stream: string | undefined;
@@ -137,7 +140,7 @@ async function importInto(db: FactStore, input: Readable, options: TransferOptio
     const settled = appended.then(
       (result) => {
         if (result.position !== lastPosition) {
-          stop.failure ??= new CliError(`line ${group.firstLine}: appended at position ${result.position - result.count + 1}, expected ${group.firstPosition}: the database no longer matches the file (delete it and import again)`);
+          stop.failure ??= new LedgerMismatch(`line ${group.firstLine}: appended at position ${result.position - result.count + 1}, expected ${group.firstPosition}: the database no longer matches the file; delete it and import again`);
           return;
         }
         summary.count += group.events.length;
@@ -207,7 +210,7 @@ async function importInto(db: FactStore, input: Readable, options: TransferOptio
   } catch (error) {
     // What was imported is said once the appends in flight have settled.
     await Promise.all(inFlight);
-    if (error instanceof CliError) throw new CliError(`${error.message}; ${stoppedAt()}`);
+    if (error instanceof CliError && !(error instanceof LedgerMismatch)) throw new CliError(`${error.message}; ${stoppedAt()}`);
     throw error;
   } finally {
     await Promise.all(inFlight);
