@@ -16,6 +16,8 @@ import { lineBatches } from './lines.js';
 const EXPORT_WRITE_CHARS = 256 * 1024;
 /** Lines per import batch: a batch is parsed and checked whole before any of it is appended. */
 export const IMPORT_BATCH_LINES = 4096;
+/** Events of one append at most: an original append longer than this is imported as several. */
+const IMPORT_GROUP_EVENTS_MAX = 10_000;
 /** Appends an import keeps in flight (they share group commits). */
 const IMPORT_APPENDS_IN_FLIGHT = 64;
 
@@ -162,16 +164,20 @@ async function importInto(db: FactStore, input: Readable, options: TransferOptio
     if (inFlight.size >= IMPORT_APPENDS_IN_FLIGHT) await Promise.race(inFlight);
   };
 
+  // The last run of a batch waits for the next one, which may continue it: an original append
+  // is split only when it is longer than a group may be.
+  let held: Group | null = null;
   try {
     for await (const lines of lineBatches(input, IMPORT_BATCH_LINES, (chars) => (readChars += chars))) {
       // The whole batch is parsed and checked before any of it is appended.
-      const groups: Group[] = [];
+      const groups: Group[] = held === null ? [] : [held];
+      held = null;
       for (const line of lines) {
         let event: ExportedEvent;
         try {
           event = exportedEvent(parseLine(line.text));
         } catch (error) {
-          throw new CliError(`line ${line.number}: ${(error as Error).message}; nothing of lines ${lines[0]!.number}–${lines[lines.length - 1]!.number} was written`);
+          throw new CliError(`line ${line.number}: ${(error as Error).message}; nothing of lines ${groups[0]?.firstLine ?? lines[0]!.number}–${lines[lines.length - 1]!.number} was written`);
         }
         if (expected === null) {
           if (options.resume && event.position <= head) {
@@ -190,12 +196,13 @@ async function importInto(db: FactStore, input: Readable, options: TransferOptio
         expected++;
         event.event.id = event.id;
         const last = groups[groups.length - 1];
-        if (last !== undefined && sameAppend(last, event)) {
+        if (last !== undefined && last.events.length < IMPORT_GROUP_EVENTS_MAX && sameAppend(last, event)) {
           last.events.push(event.event);
         } else {
           groups.push({ stream: event.stream, timestamp: event.timestamp, firstPosition: event.position, firstStreamPosition: event.streamPosition, events: [event.event], firstLine: line.number });
         }
       }
+      held = groups.pop() ?? null;
       for (const group of groups) {
         if (stop.failure !== null) break;
         await submit(group);
@@ -203,6 +210,7 @@ async function importInto(db: FactStore, input: Readable, options: TransferOptio
       if (stop.failure !== null) break;
       progress.update(totalChars > 0 ? Math.min(readChars, totalChars) : summary.count, totalChars > 0 ? undefined : summary.count);
     }
+    if (held !== null && stop.failure === null) await submit(held);
     await Promise.all(inFlight);
     if (stop.failure !== null) throw stop.failure;
     progress.update(totalChars > 0 ? totalChars : summary.count);
