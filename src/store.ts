@@ -95,11 +95,15 @@ export interface AppendStreamOptions {
   condition?: AppendCondition;
   /** A consumer's ack made durable with these events, atomically (exactly-once projections). */
   ack?: AckOption;
+  /** @internal For `factstore import` only: the timestamp to record (ms since the epoch) instead of the clock's. */
+  timestamp?: number;
 }
 
 export interface AppendOptions {
   /** A consumer's ack made durable with these events, atomically (exactly-once projections). */
   ack?: AckOption;
+  /** @internal For `factstore import` only: the timestamp to record (ms since the epoch) instead of the clock's. */
+  timestamp?: number;
 }
 
 /** What open() wires together. */
@@ -226,7 +230,7 @@ export class FactStore implements AsyncDisposable {
     try {
       this.#checkOpen('append');
       if (options !== undefined && (typeof options !== 'object' || options === null)) throw invalid('append: options must be an object');
-      return this.#submit('append', '', 'any', checkCondition(condition, 'append'), events, this.#checkAck(options?.ack, 'append'));
+      return this.#submit('append', '', 'any', checkCondition(condition, 'append'), events, this.#checkAck(options?.ack, 'append'), checkTimestamp(options?.timestamp, 'append'));
     } catch (error) {
       return Promise.reject(asError(error));
     }
@@ -240,7 +244,8 @@ export class FactStore implements AsyncDisposable {
       if (typeof options !== 'object' || options === null) throw invalid('appendStream: options must be an object');
       const expect = checkExpectation(options.expect, 'appendStream');
       const condition = checkCondition(options.condition, 'appendStream');
-      return this.#submit('appendStream', stream, expect, condition, events, this.#checkAck(options.ack, 'appendStream')) as Promise<StreamAppendResult>;
+      const timestamp = checkTimestamp(options.timestamp, 'appendStream');
+      return this.#submit('appendStream', stream, expect, condition, events, this.#checkAck(options.ack, 'appendStream'), timestamp) as Promise<StreamAppendResult>;
     } catch (error) {
       return Promise.reject(asError(error));
     }
@@ -524,9 +529,10 @@ export class FactStore implements AsyncDisposable {
     condition: CheckedCondition | null,
     events: unknown,
     acks: ConsumerAck[] | null = null,
+    timestamp?: number,
   ): Promise<AppendResult | StreamAppendResult> {
     const prefetch = stream === '' ? null : this.#versions.prefetch(stream);
-    const prepared = this.#writer.prepare(method, stream, expect, condition, events, prefetch, acks);
+    const prepared = this.#writer.prepare(method, stream, expect, condition, events, prefetch, acks, timestamp);
     const enqueue = () => {
       this.#checkOpen(method);
       return this.#writer.enqueue(prepared);
@@ -627,6 +633,13 @@ function checkDataFields(value: unknown): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) throw invalid('FactStore.open: indexes.data must be an array of field names');
   return [...new Set(value.map((field) => checkName(field, 'FactStore.open: indexes.data field', DATA_FIELD_SIZE_BYTES_MAX)))].sort();
+}
+
+/** The internal timestamp option: undefined (the clock at enqueue) or ms since the epoch, as a chunk header holds it. */
+function checkTimestamp(value: unknown, method: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw invalid(`${method}: timestamp must be an integer ≥ 0 (ms since the epoch), got ${JSON.stringify(value) ?? typeof value}`);
+  return value;
 }
 
 function checkConsumerName(value: unknown, method: string): string {

@@ -21,6 +21,9 @@ import type { HeadWatch } from '../query/head-watch.js';
 import type { LedgerState } from './state.js';
 import type { StreamVersions } from './stream-versions.js';
 
+/** An append's timestamp until enqueue() stamps it with the clock (an import sets its own, ≥ 0). */
+const TIMESTAMP_AT_ENQUEUE = -1;
+
 export const GROUP_APPENDS_MAX = 1024;
 /** A group's commit record also stays below this (and below the WAL's maxRecordSizeBytes). */
 export const GROUP_PAYLOAD_SIZE_BYTES_MAX = 16 * 1024 * 1024;
@@ -102,6 +105,7 @@ export class Writer {
     input: unknown,
     versionPrefetch: VersionPrefetch | null,
     acks: ConsumerAck[] | null = null,
+    timestamp: number = TIMESTAMP_AT_ENQUEUE,
   ): PreparedAppend {
     const { state, wal } = this.#parts;
     if (state.failure) throw state.failure;
@@ -110,7 +114,7 @@ export class Writer {
     if (typeof chunksSizeBytes !== 'number') throw chunksSizeBytes;
     const acksSizeBytes = acks === null ? 0 : sumAckSizes(acks);
     // One object from validation to resolution (an append's allocations show in the 64-writer case).
-    return { method, stream, expect, condition, decision: null, events, chunksSizeBytes, acks, acksSizeBytes, timestamp: 0, versionPrefetch, resolve: notQueued, reject: notQueued };
+    return { method, stream, expect, condition, decision: null, events, chunksSizeBytes, acks, acksSizeBytes, timestamp, versionPrefetch, resolve: notQueued, reject: notQueued };
   }
 
   /** Acks with no events: logged with the next group (WAL record type 3). */
@@ -126,7 +130,7 @@ export class Writer {
       chunksSizeBytes: 0,
       acks,
       acksSizeBytes: sumAckSizes(acks),
-      timestamp: 0,
+      timestamp: TIMESTAMP_AT_ENQUEUE,
       versionPrefetch: null,
       resolve: notQueued,
       reject: notQueued,
@@ -146,7 +150,7 @@ export class Writer {
       chunksSizeBytes: 0,
       acks: null,
       acksSizeBytes: 0,
-      timestamp: 0,
+      timestamp: TIMESTAMP_AT_ENQUEUE,
       versionPrefetch: null,
       resolve: notQueued,
       reject: notQueued,
@@ -156,7 +160,7 @@ export class Writer {
   /** Queues a prepared append (planned in queue order); resolves once it is durable. */
   enqueue(append: PreparedAppend): Promise<AppendResult | StreamAppendResult> {
     return new Promise((resolve, reject) => {
-      append.timestamp = Date.now();
+      if (append.timestamp === TIMESTAMP_AT_ENQUEUE) append.timestamp = Date.now();
       append.resolve = resolve;
       append.reject = reject;
       this.#queue.push(append);
