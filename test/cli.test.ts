@@ -60,11 +60,37 @@ beforeAll(() => {
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('factstore command line', { timeout: 30_000 }, () => {
+  describe('backup and restore', () => {
+    it('backs up a database, refuses to restore over one without --force, and restores it with --force', async () => {
+      const path = fresh();
+      const db = await FactStore.open(path);
+      await db.append([{ type: 'A', data: { bytes: Uint8Array.of(1, 2) } }, { type: 'B' }]);
+      await db.close();
+      const backupPath = join(work, `backup-${++counter}`);
+      const backup = await factstore(['backup', path, backupPath]);
+      expect(backup.stderr).toBe('');
+      expect(backup.code).toBe(0);
+      expect(backup.stdout).toMatch(/^backed up the events through position 2 to /);
+      expect((await factstore(['backup', path, backupPath])).code).toBe(1); // the destination exists
+      const reopened = await FactStore.open(path);
+      await reopened.append({ type: 'C' });
+      await reopened.close();
+      const refused = await factstore(['restore', backupPath, path]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('force');
+      const restored = await factstore(['restore', backupPath, path, '--force']);
+      expect(restored.code, restored.stderr).toBe(0);
+      expect((await readAll(path)).map((event) => event.type)).toEqual(['A', 'B']);
+      expect((await factstore(['verify', path])).code).toBe(0);
+      expect((await factstore(['restore', join(work, 'no-such-backup'), fresh()])).code).toBe(1);
+    });
+  });
+
   describe('usage', () => {
     it('--help lists every command and exits 0; a command has its own --help', async () => {
       const help = await factstore(['--help']);
       expect(help.code).toBe(0);
-      for (const command of ['info', 'read', 'append', 'export', 'import', 'verify', 'rebuild-indexes']) expect(help.stdout).toContain(command);
+      for (const command of ['info', 'read', 'append', 'export', 'import', 'backup', 'restore', 'verify', 'rebuild-indexes']) expect(help.stdout).toContain(command);
       const readHelp = await factstore(['read', '--help']);
       expect(readHelp.code).toBe(0);
       expect(readHelp.stdout).toContain('--follow');

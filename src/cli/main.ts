@@ -9,7 +9,7 @@ import { isFactError } from '../index.js';
 import { append } from './append.js';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, integerOption } from './common.js';
 import { formatInfo, info } from './info.js';
-import { formatVerify, rebuildIndexes, verify } from './maintenance.js';
+import { backup, formatVerify, rebuildIndexes, restore, verify } from './maintenance.js';
 import { read, type ReadCommandOptions } from './read.js';
 import { exportLedger, importLedger } from './transfer.js';
 
@@ -108,7 +108,31 @@ export function program(): Command {
       }),
     );
 
-  // backup <path> <dest> and restore <backup> <path> belong here (db.backup, being built in src/store.ts).
+  cli
+    .command('backup')
+    .description('a consistent copy of a database (itself a database), restorable with restore')
+    .argument('<path>', 'database directory')
+    .argument('<dest>', 'a new path (or an empty directory) for the backup')
+    .addOption(progressOption())
+    .action(
+      action('backup', async (path: string, dest: string, options: { progress?: boolean }) => {
+        const result = await backup(path, dest, options);
+        process.stdout.write(`backed up the events through position ${result.position} to ${result.path} (${result.entries} LevelDB entries, ${result.bytes} bytes)\n`);
+      }),
+    );
+
+  cli
+    .command('restore')
+    .description('copy a backup to a database path; an existing database is replaced only with --force')
+    .argument('<backup>', 'a backup directory (written by backup)')
+    .argument('<path>', 'database directory to restore to')
+    .option('--force', 'replace the database at <path> (refused while it is open)')
+    .action(
+      action('restore', async (backupPath: string, path: string, options: { force?: boolean }) => {
+        const result = await restore(backupPath, path, options);
+        process.stdout.write(`restored the events through position ${result.position} to ${result.path}\n`);
+      }),
+    );
 
   cli
     .command('verify')

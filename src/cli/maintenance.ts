@@ -1,5 +1,5 @@
-/** factstore verify [--repair] and rebuild-indexes: db.verify() and db.rebuildIndexes() with progress. */
-import type { FactStore, VerifyReport } from '../index.js';
+/** factstore verify [--repair], rebuild-indexes, backup and restore: db.verify(), db.rebuildIndexes(), db.backup() and FactStore.restore(). */
+import { FactStore, type BackupResult, type VerifyReport } from '../index.js';
 import { progressBar, withStore } from './common.js';
 
 export interface VerifyOutcome {
@@ -44,4 +44,20 @@ export function formatVerify({ report, repair }: VerifyOutcome): string {
 
 export async function rebuildIndexes(path: string, options: { progress?: boolean }): Promise<{ events: number }> {
   return withStore(path, {}, (db) => rebuild(db, options.progress));
+}
+
+/** A backup of a (closed) database: what db.backup() writes while it is open. */
+export async function backup(path: string, dest: string, options: { progress?: boolean }): Promise<BackupResult> {
+  return withStore(path, {}, async (db) => {
+    const bar = progressBar('backup', await db.head(), options.progress, 'entries');
+    try {
+      return await db.backup(dest, { onProgress: ({ entries }) => bar.update(entries, Math.max(entries, 1)) });
+    } finally {
+      bar.stop();
+    }
+  });
+}
+
+export async function restore(backupPath: string, path: string, options: { force?: boolean }): Promise<BackupResult> {
+  return FactStore.restore(backupPath, path, { force: options.force ?? false });
 }
