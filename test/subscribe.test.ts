@@ -3,7 +3,8 @@
  * position order, on memory-level (WAL on SimFileSystem) and classic-level (real files), with
  * concurrent appends, slow readers and maintenance.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -194,6 +195,26 @@ function describeSubscribe(name: string, makeBackend: () => OptionsFor) {
       await waiting;
       await tick();
       expect(process.getActiveResourcesInfo().length).toBeLessThanOrEqual(before);
+    });
+
+    it('a waiting subscription keeps the process alive until its event comes (a pending promise alone would not)', async () => {
+      if (name !== 'classic-level') return;
+      const script = join(dir, 'wait.mts');
+      const main = new URL('../src/index.ts', import.meta.url).pathname;
+      writeFileSync(
+        script,
+        `import { FactStore } from ${JSON.stringify(main)};
+const db = await FactStore.open(${JSON.stringify(join(dir, 'child'))});
+const subscription = db.subscribe('all', { from: 'end' });
+// An unref'ed timer: only the subscription can keep the process alive until it fires.
+setTimeout(() => void db.append({ type: 'Late' }), 200).unref();
+for await (const event of subscription) { console.log(event.type); break; }
+await db.close();
+`,
+      );
+      const child = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8', timeout: 30_000 });
+      expect(child.stderr).toBe('');
+      expect({ status: child.status, stdout: child.stdout }).toEqual({ status: 0, stdout: 'Late\n' });
     });
 
     it('refuses bad arguments with FACT_INVALID_ARGUMENT and subscribes to nothing', async () => {

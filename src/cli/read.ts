@@ -4,9 +4,6 @@ import { CliError, EXIT_USAGE, withStore, write } from './common.js';
 import { eventLine } from './events.js';
 import { fromTaggedJson } from './tagged-json.js';
 
-/** Period of the timer that keeps a --follow process alive while it waits (it does nothing). */
-const FOLLOW_KEEPALIVE_MS = 60_000;
-
 export interface ReadCommandOptions {
   stream?: string;
   type?: string;
@@ -57,12 +54,10 @@ export async function read(path: string, options: ReadCommandOptions): Promise<v
       const stop = () => void subscription.close();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-      // Waiting for the next append holds no handle of its own: without one, Node would exit (code 13) instead of waiting.
-      const keepAlive = setInterval(() => undefined, FOLLOW_KEEPALIVE_MS);
+      // A waiting subscription keeps the process alive (HeadWatch): this waits until the signal.
       try {
         for await (const event of subscription) await write(out, eventLine(event) + '\n');
       } finally {
-        clearInterval(keepAlive);
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
       }

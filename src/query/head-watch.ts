@@ -2,10 +2,16 @@
  * Wakes whoever waits for the head to move: one promise per generation, replaced at every
  * commit, so a commit costs the same however many subscribers wait.
  */
+/** The longest delay a timer takes: the keep-alive never fires. */
+const KEEP_ALIVE_INTERVAL_MS = 2 ** 31 - 1;
+
 export class HeadWatch {
   #moved: Promise<void>;
   #wake!: () => void;
   #ended = false;
+  #waiting = 0;
+  /** A pending promise holds no handle: while someone waits, this timer keeps Node running, as a socket would. */
+  #keepAlive: ReturnType<typeof setInterval> | null = null;
 
   constructor() {
     this.#moved = this.#nextGeneration();
@@ -35,6 +41,22 @@ export class HeadWatch {
   end(): void {
     this.#ended = true;
     this.#wake();
+    this.#stopKeepAlive();
+  }
+
+  /** A waiter starts waiting (a subscription with nothing to hand out): the process stays alive. */
+  hold(): void {
+    if (this.#ended) return;
+    if (this.#waiting++ === 0) this.#keepAlive ??= setInterval(() => undefined, KEEP_ALIVE_INTERVAL_MS);
+  }
+
+  release(): void {
+    if (this.#waiting > 0 && --this.#waiting === 0) this.#stopKeepAlive();
+  }
+
+  #stopKeepAlive(): void {
+    if (this.#keepAlive !== null) clearInterval(this.#keepAlive);
+    this.#keepAlive = null;
   }
 
   #nextGeneration(): Promise<void> {

@@ -205,7 +205,12 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
         // Taken in the same synchronous step as the head: a commit after it wakes this wait.
         const moved = parts.watch.next();
         if (parts.watch.ended) break;
-        await Promise.race([moved, this.#stopped]);
+        parts.watch.hold();
+        try {
+          await Promise.race([moved, this.#stopped]);
+        } finally {
+          parts.watch.release();
+        }
         if (parts.watch.ended) break;
       }
     } catch (error) {
