@@ -197,7 +197,7 @@ function describeSubscribe(name: string, makeBackend: () => OptionsFor) {
       expect(process.getActiveResourcesInfo().length).toBeLessThanOrEqual(before);
     });
 
-    it('a waiting subscription keeps the process alive until its event comes (a pending promise alone would not)', async () => {
+    it('a waiting subscription keeps the process alive until its event comes (a pending promise alone would not)', () => {
       if (name !== 'classic-level') return;
       const script = join(dir, 'wait.mts');
       const main = new URL('../src/index.ts', import.meta.url).pathname;
