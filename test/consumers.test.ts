@@ -153,6 +153,22 @@ function describeConsumers(name: string, makeBackend: () => OptionsFor) {
       expect((await db.verify()).problems).toEqual([]);
     });
 
+    it('counts the ack in the WAL record limit: an append that fits alone but not with its ack is refused, and nothing stops', async () => {
+      await db.close();
+      const maxRecordSizeBytes = 4096;
+      db = await open({ wal: { maxRecordSizeBytes } });
+      await db.append({ type: 'First' });
+      const sized = (length: number) => ({ type: 'Big', data: { text: 'x'.repeat(length) } });
+      // The record size of an append of this shape, from the refusal's details; then one that fills the limit exactly.
+      const tooLarge = await expectFactError(() => db.append(sized(5000)), 'FACT_INVALID_ARGUMENT');
+      const exact = sized(5000 - ((tooLarge.details.sizeBytes as number) - maxRecordSizeBytes));
+      await expectFactError(() => db.append(exact, undefined, { ack: { consumer: 'fits', position: 1 } }), 'FACT_INVALID_ARGUMENT', /maxRecordSizeBytes 4096/);
+      expect(await db.consumers()).toEqual([]);
+      const { position } = await db.append(exact);
+      await db.append({ type: 'After' }, undefined, { ack: { consumer: 'fits', position } });
+      expect((await db.consumers())[0]).toMatchObject({ name: 'fits', position });
+    });
+
     it('refuses bad names, positions and options with FACT_INVALID_ARGUMENT and acknowledges nothing', async () => {
       await db.append({ type: 'A' });
       expect(() => db.consumer('')).toThrow(/name/);

@@ -9,7 +9,7 @@ import { CHUNK_KIND_APPEND_CONTINUED, CHUNK_KIND_APPEND_FIRST, decodeEncodedEven
 import { matchesQuery, type Query } from '../model/query.js';
 import { prepareEvents, type PreparedEvents } from '../model/validation.js';
 import { freezeEvent, type DecisionReads } from '../query/decision-reads.js';
-import { commitSizeBytes } from '../storage/commit-record.js';
+import { recordSizeBytes } from '../storage/commit-record.js';
 import type { GeneratedIds } from '../model/ids.js';
 import type { RecordedEvent, StreamExpectation } from '../model/types.js';
 import type { LedgerReader } from '../query/ledger-reader.js';
@@ -121,11 +121,12 @@ export class Planner {
     const groupIds = new Set<string>();
     const planned: PlannedAppend[] = [];
     let plannedBytes = 0;
+    let plannedAcksBytes = 0;
     for (let requestIndex = 0; requestIndex < group.length; requestIndex++) {
       const request = group[requestIndex]!;
       if (request.decision && !this.#decide(request, decisionEvents![requestIndex]!, planned, limits)) continue;
       // Decided sizes were not known when the group was taken: what no longer fits waits, in order.
-      if (planned.length > 0 && commitSizeBytes(plannedBytes + request.chunksSizeBytes) > limits.groupBytes) {
+      if (planned.length > 0 && recordSizeBytes(plannedBytes + request.chunksSizeBytes, plannedAcksBytes + request.acksSizeBytes) > limits.groupBytes) {
         return { planned, deferred: group.slice(requestIndex) };
       }
       const { events } = request;
@@ -189,6 +190,7 @@ export class Planner {
       state.nextPosition += events.count;
       planned.push({ request, firstPosition, firstStreamPosition, chunks: this.#chunks(request, firstPosition, firstStreamPosition) });
       plannedBytes += request.chunksSizeBytes;
+      plannedAcksBytes += request.acksSizeBytes;
     }
     return { planned, deferred: [] };
   }

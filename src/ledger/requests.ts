@@ -1,6 +1,6 @@
 /** An append as the writer queues, plans and logs it. */
 import { invalid, type FactError } from '../errors.js';
-import { commitChunkSizeBytes, commitSizeBytes, type ConsumerAck } from '../storage/commit-record.js';
+import { commitChunkSizeBytes, recordSizeBytes, type ConsumerAck } from '../storage/commit-record.js';
 import type { DecodedChunk, EncodedEvents } from '../model/chunk.js';
 import { Query, type AppendCondition } from '../model/query.js';
 import type { AppendResult, Decider, StreamAppendResult, StreamExpectation } from '../model/types.js';
@@ -90,13 +90,13 @@ export function checkCondition(value: unknown, method: string): CheckedCondition
 
 /**
  * What an append's chunks add to a commit record (commitChunkSizeBytes), or the error refusing
- * it when its record alone would exceed the WAL's limit: refused before it reaches the WAL,
- * which would refuse it by failing for good.
+ * it when its record alone (with its acks) would exceed the WAL's limit: refused before it
+ * reaches the WAL, which would refuse it by failing for good.
  */
-export function sizeAppend(method: string, events: PreparedEvents, streamSizeBytes: number, maxRecordSizeBytes: number): number | FactError {
+export function sizeAppend(method: string, events: PreparedEvents, streamSizeBytes: number, maxRecordSizeBytes: number, acksSizeBytes = 0): number | FactError {
   let chunksSizeBytes = 0;
   for (const chunk of events.chunks) chunksSizeBytes += commitChunkSizeBytes(streamSizeBytes, chunk.events.ends.length, chunk.events.bytes.length);
-  const recordBytes = commitSizeBytes(chunksSizeBytes);
+  const recordBytes = recordSizeBytes(chunksSizeBytes, acksSizeBytes);
   if (recordBytes <= maxRecordSizeBytes) return chunksSizeBytes;
   return invalid(`${method}: the append needs a ${recordBytes}-byte WAL record, above the WAL's maxRecordSizeBytes ${maxRecordSizeBytes}`, {
     sizeBytes: recordBytes,

@@ -7,7 +7,7 @@ import { assert, FactError, ioError, isFactError } from '../errors.js';
 import type { AppendResult, StreamAppendResult, StreamExpectation } from '../model/types.js';
 import { prepareEvents, type PreparedEvents } from '../model/validation.js';
 import type { TailChunk, UnappliedTail } from '../query/tail.js';
-import { ackSizeBytes, acksOverheadSizeBytes, commitSizeBytes, encodeCommitChunks, encodeCommitWithAcks, WAL_RECORD_COMMIT, WAL_RECORD_COMMIT_ACKS, type ConsumerAck } from '../storage/commit-record.js';
+import { ackSizeBytes, encodeCommitChunks, encodeCommitWithAcks, recordSizeBytes, WAL_RECORD_COMMIT, WAL_RECORD_COMMIT_ACKS, type ConsumerAck } from '../storage/commit-record.js';
 import type { ConsumerPositions } from './consumers.js';
 import type { ByteArena } from '../storage/level.js';
 import type { Wal } from '../wal/wal.js';
@@ -110,9 +110,9 @@ export class Writer {
     const { state, wal } = this.#parts;
     if (state.failure) throw state.failure;
     const events = prepareEvents(input, method);
-    const chunksSizeBytes = sizeAppend(method, events, Buffer.byteLength(stream), wal.maxRecordSizeBytes);
-    if (typeof chunksSizeBytes !== 'number') throw chunksSizeBytes;
     const acksSizeBytes = acks === null ? 0 : sumAckSizes(acks);
+    const chunksSizeBytes = sizeAppend(method, events, Buffer.byteLength(stream), wal.maxRecordSizeBytes, acksSizeBytes);
+    if (typeof chunksSizeBytes !== 'number') throw chunksSizeBytes;
     // One object from validation to resolution (an append's allocations show in the 64-writer case).
     return { method, stream, expect, condition, decision: null, events, chunksSizeBytes, acks, acksSizeBytes, timestamp, versionPrefetch, resolve: notQueued, reject: notQueued };
   }
@@ -253,11 +253,12 @@ export class Writer {
     const limitBytes = this.#groupLimitBytes();
     let count = 0;
     let chunksSizeBytes = 0;
+    let acksSizeBytes = 0;
     while (count < this.#queue.length && count < GROUP_APPENDS_MAX) {
       const request = this.#queue[count]!;
-      chunksSizeBytes += request.chunksSizeBytes + request.acksSizeBytes;
-      // Acks make it a type-3 record, a few bytes larger (acksOverheadSizeBytes): within the slack of these limits.
-      if (count > 0 && commitSizeBytes(chunksSizeBytes) > limitBytes) break;
+      chunksSizeBytes += request.chunksSizeBytes;
+      acksSizeBytes += request.acksSizeBytes;
+      if (count > 0 && recordSizeBytes(chunksSizeBytes, acksSizeBytes) > limitBytes) break;
       count++;
     }
     return this.#queue.splice(0, count);
@@ -354,12 +355,12 @@ export class Writer {
     }
     if (acks.length > 0) {
       const { payload, chunkBytes } = encodeCommitWithAcks(planned[0]!.firstPosition, chunks, acks, arena.allocate);
-      assert(payload.length === acksOverheadSizeBytes(chunks.length === 0 ? 0 : commitSizeBytes(chunksSizeBytes), acksSizeBytes), 'the record is as large as reckoned');
+      assert(payload.length === recordSizeBytes(chunksSizeBytes, acksSizeBytes), 'the record is as large as #takeGroup reckoned');
       return { planned, payload, chunkBytes, acks, logged: wal.append(payload, { type: WAL_RECORD_COMMIT_ACKS }) };
     }
     // From the arena: the ledger keeps views of it (the chunks) until they are applied.
     const { payload, chunkBytes } = encodeCommitChunks(planned[0]!.firstPosition, chunks, arena.allocate);
-    assert(payload.length === commitSizeBytes(chunksSizeBytes), 'the commit record is as large as #takeGroup reckoned');
+    assert(payload.length === recordSizeBytes(chunksSizeBytes, 0), 'the commit record is as large as #takeGroup reckoned');
     return { planned, payload, chunkBytes, acks, logged: wal.append(payload, { type: WAL_RECORD_COMMIT }) };
   }
 }

@@ -109,9 +109,14 @@ export function ackSizeBytes(ack: ConsumerAck): number {
   return ACK_FIXED_SIZE_BYTES + Buffer.byteLength(ack.name);
 }
 
-/** What a type-3 record adds to its commit part. */
-export function acksOverheadSizeBytes(commitPartSizeBytes: number, acksSizeBytes: number): number {
-  return ACKS_HEADER_SIZE_BYTES + commitPartSizeBytes + acksSizeBytes;
+/**
+ * The size of a group's WAL record from what its chunks add (commitChunkSizeBytes) and its acks
+ * add (ackSizeBytes): type 1 without acks, type 3 with (its header, and a commit part only when
+ * there are chunks).
+ */
+export function recordSizeBytes(chunksSizeBytes: number, acksSizeBytes: number): number {
+  if (acksSizeBytes === 0) return commitSizeBytes(chunksSizeBytes);
+  return ACKS_HEADER_SIZE_BYTES + (chunksSizeBytes === 0 ? 0 : commitSizeBytes(chunksSizeBytes)) + acksSizeBytes;
 }
 
 /**
