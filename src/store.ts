@@ -51,7 +51,7 @@ import { MaintenanceScheduler } from './ledger/scheduler.js';
 import { LedgerState } from './ledger/state.js';
 import { StreamVersions } from './ledger/stream-versions.js';
 import { Writer } from './ledger/writer.js';
-import { ConsumerPositions } from './ledger/consumers.js';
+import { checkAckPosition, ConsumerPositions } from './ledger/consumers.js';
 import { checkBackupDestination, swapInto, type BackupProgress, type BackupResult } from './ledger/backup.js';
 import { DurableConsumer } from './ledger/durable-consumer.js';
 import { CONSUMER_NAME_SIZE_BYTES_MAX, type ConsumerAck } from './storage/commit-record.js';
@@ -408,12 +408,9 @@ export class FactStore implements AsyncDisposable {
   async resetConsumer(name: string, position: number): Promise<void> {
     this.#checkOpen('resetConsumer');
     const consumerName = checkConsumerName(name, 'resetConsumer');
-    const head = this.#state.head;
-    if (!Number.isSafeInteger(position) || position < 0 || position > head) {
-      throw invalid(`resetConsumer: position must be an integer from 0 to the head ${head}, got ${String(position)}`);
-    }
+    const checked = checkAckPosition(position, this.#state.head, 'resetConsumer: position');
     this.#checkNotLive(consumerName, 'resetConsumer');
-    await this.#logAcks([{ name: consumerName, position }]);
+    await this.#logAcks([{ name: consumerName, position: checked }]);
   }
 
   /** Forgets a consumer; refused while it is open. FACT_NOT_FOUND when it has no position. */
@@ -555,11 +552,7 @@ export class FactStore implements AsyncDisposable {
     if (typeof value !== 'object' || value === null) throw invalid(`${method}: ack must be an object { consumer, position }`);
     const { consumer, position } = value as AckOption;
     const name = checkConsumerName(consumer, `${method}: ack.consumer`);
-    const head = this.#state.head;
-    if (!Number.isSafeInteger(position) || position < 0 || position > head) {
-      throw invalid(`${method}: ack.position must be an integer from 0 to the head ${head}, got ${String(position)}`);
-    }
-    return [{ name, position }];
+    return [{ name, position: checkAckPosition(position, this.#state.head, `${method}: ack.position`) }];
   }
 
   #checkNotLive(name: string, method: string): void {

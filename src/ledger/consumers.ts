@@ -7,6 +7,15 @@ import { readU64BE, utf8Decode } from '../bytes.js';
 import type { ConsumerAck } from '../storage/commit-record.js';
 import { KeySpace, spaceRange } from '../storage/keys.js';
 import { VIEW, type LevelDatabase } from '../storage/level.js';
+import { invalid } from '../errors.js';
+
+/** A position a consumer may acknowledge: one the store has (0 to the head). */
+export function checkAckPosition(value: unknown, head: number, what: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > head) {
+    throw invalid(`${what} must be an integer from 0 to the head ${head}, got ${String(value)}`);
+  }
+  return value;
+}
 
 export class ConsumerPositions {
   readonly #durable = new Map<string, number>();

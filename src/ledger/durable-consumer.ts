@@ -4,10 +4,10 @@
  * as durable as an append. Auto-acks are batched: while one is being logged, later ones only
  * raise the position the next one logs.
  */
-import { invalid } from '../errors.js';
+import { asError } from '../errors.js';
 import type { Consumer, RecordedEvent } from '../model/types.js';
 import type { LiveSubscription } from '../query/subscription.js';
-import type { ConsumerPositions } from './consumers.js';
+import { checkAckPosition, type ConsumerPositions } from './consumers.js';
 
 export interface DurableConsumerParts {
   name: string;
@@ -72,10 +72,11 @@ export class DurableConsumer implements Consumer {
   }
 
   ack(position: number = this.#subscription.position): Promise<void> {
-    if (!Number.isSafeInteger(position) || position < 0 || position > this.#parts.head()) {
-      return Promise.reject(invalid(`consumer ${this.name}: ack position must be an integer from 0 to the head ${this.#parts.head()}, got ${String(position)}`));
+    try {
+      return this.#parts.logAck(checkAckPosition(position, this.#parts.head(), `consumer ${this.name}: ack position`));
+    } catch (error) {
+      return Promise.reject(asError(error));
     }
-    return this.#parts.logAck(position);
   }
 
   /** Ends the iteration and waits for the auto-acks already asked for; then the name is free again. */
