@@ -217,6 +217,24 @@ await db.close();
       expect({ status: child.status, stdout: child.stdout }).toEqual({ status: 0, stdout: 'Late\n' });
     });
 
+    it('a failed read of the batch read ahead fails the iteration when it gets there, not the process meanwhile', async () => {
+      if (name !== 'memory-level') return;
+      for (let index = 0; index < 3 * SUBSCRIPTION_BATCH_EVENTS; index += 512) await db.append(Array.from({ length: 512 }, () => ({ type: 'E', tags: ['t1'] })));
+      await db.close();
+      db = await open(); // all in LevelDB: the subscription reads the store, with a batch read ahead
+      const level = optionsFor(join(dir, 'db')).level as unknown as { _getMany: (...args: unknown[]) => Promise<unknown> };
+      const getMany = level._getMany.bind(level);
+      let calls = 0;
+      level._getMany = (...args: unknown[]) => (++calls >= 2 ? Promise.reject(new Error('disk gone')) : getMany(...args));
+      const subscription = db.subscribe({ tag: 't1' });
+      await take(subscription, 1);
+      await tick(); // the read ahead fails meanwhile
+      await tick();
+      await expect(take(subscription, 2 * SUBSCRIPTION_BATCH_EVENTS)).rejects.toThrow(/disk gone/);
+      expect(calls).toBeGreaterThanOrEqual(2);
+      level._getMany = getMany;
+    });
+
     it('refuses bad arguments with FACT_INVALID_ARGUMENT and subscribes to nothing', async () => {
       await expectFactError(() => db.subscribe('all', { from: -1 }), 'FACT_INVALID_ARGUMENT', /subscribe: from/);
       await expectFactError(() => db.subscribe('all', { from: 'later' as 'end' }), 'FACT_INVALID_ARGUMENT', /subscribe: from/);

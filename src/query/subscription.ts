@@ -62,7 +62,7 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
   /** For a stream: the stream position the next read starts at. */
   #nextStreamPosition = 1;
   #batch: RecordedEvent[] = [];
-  #index_ = 0;
+  #batchNext = 0;
   #position = 0;
   #prepared = false;
   #prefetch: Promise<Step> | null = null;
@@ -125,7 +125,7 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
   next(): Promise<IteratorResult<RecordedEvent>> {
     if (this.#pulling !== null) return this.#pulling.then(() => this.next());
     if (this.#ended) return Promise.resolve({ value: undefined, done: true });
-    if (this.#index_ < this.#batch.length) return Promise.resolve({ value: this.#take(), done: false });
+    if (this.#batchNext < this.#batch.length) return Promise.resolve({ value: this.#take(), done: false });
     const pulling = this.#pull().finally(() => {
       this.#pulling = null;
     });
@@ -140,19 +140,28 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
 
   /** Ends the iteration: a pending next() resolves done; resolves once no read is in flight. */
   async close(): Promise<void> {
-    if (!this.#ended) {
-      this.#ended = true;
-      this.#batch = [];
-      this.#stop();
-      this.#signal?.removeEventListener('abort', this.#onAbort);
-      if (!this.#caughtUpSettled) {
-        this.#caughtUpSettled = true;
-        this.#rejectCaughtUp(new FactError('FACT_CLOSED', 'subscription: closed before it caught up'));
-      }
-      this.#parts.onEnd(this);
-      for (const listener of this.#endListeners) listener();
-    }
+    this.#end();
     await this.#pulling?.catch(() => undefined);
+    await this.#settleReads();
+  }
+
+  /** Ends it now: waiters wake, caughtUp settles, the store forgets it (what close() does before it waits). */
+  #end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#batch = [];
+    this.#stop();
+    this.#signal?.removeEventListener('abort', this.#onAbort);
+    if (!this.#caughtUpSettled) {
+      this.#caughtUpSettled = true;
+      this.#rejectCaughtUp(new FactError('FACT_CLOSED', 'subscription: closed before it caught up'));
+    }
+    this.#parts.onEnd(this);
+    for (const listener of this.#endListeners) listener();
+  }
+
+  /** Waits for the batch read ahead and closes the ledger scan. */
+  async #settleReads(): Promise<void> {
     await this.#prefetch?.catch(() => undefined);
     this.#endLedgerScan();
     await this.#scanEnding;
@@ -169,7 +178,7 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
   }
 
   #take(): RecordedEvent {
-    const event = this.#batch[this.#index_++]!;
+    const event = this.#batch[this.#batchNext++]!;
     this.#position = event.position;
     return event;
   }
@@ -214,7 +223,9 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
         if (parts.watch.ended) break;
       }
     } catch (error) {
-      await this.close();
+      // Not close(): it waits for this very pull.
+      this.#end();
+      await this.#settleReads();
       throw error;
     }
     return { value: undefined, done: true };
@@ -223,11 +234,15 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
   #advance(step: Step, head: number): void {
     this.#through = step.through;
     this.#batch = step.events;
-    this.#index_ = 0;
+    this.#batchNext = 0;
     const last = step.events.at(-1);
     if (this.#isStream && last !== undefined) this.#nextStreamPosition = last.streamPosition! + 1;
     // A full batch from the store: read the next one while this one is handed out.
-    if (this.#prefetch === null && !this.#wholeLedger && step.through < head && !this.#fromTailPossible()) this.#prefetch = this.#fromStore(head);
+    if (this.#prefetch === null && !this.#wholeLedger && step.through < head && !this.#fromTailPossible()) {
+      this.#prefetch = this.#fromStore(head);
+      // Its failure is the next step's (takePrefetch awaits it), never an unhandled rejection meanwhile.
+      this.#prefetch.catch(() => undefined);
+    }
   }
 
   async #takePrefetch(): Promise<Step> {
@@ -242,10 +257,9 @@ export class LiveSubscription implements AsyncIterableIterator<RecordedEvent>, A
 
   /** The next step from the tail, when it holds every position after `#through`; null when not. */
   #fromTail(head: number): Step | null {
-    const appliedHead = this.#parts.appliedHead();
-    if (this.#through < appliedHead) return null;
+    if (!this.#fromTailPossible()) return null;
     const events: RecordedEvent[] = [];
-    for (const event of this.#parts.tail.snapshot(appliedHead).events(this.#tailSource, true, this.#readFrom(), SUBSCRIPTION_BATCH_EVENTS)) {
+    for (const event of this.#parts.tail.snapshot(this.#parts.appliedHead()).events(this.#tailSource, true, this.#readFrom(), SUBSCRIPTION_BATCH_EVENTS)) {
       if (event.position > this.#through && event.position <= head) events.push(event);
     }
     return this.#stepOf(events, events.length === SUBSCRIPTION_BATCH_EVENTS, head);
