@@ -4,9 +4,9 @@
  * dependency of factstore: install it to use this entry.
  */
 export { SimMachine } from './sim-machine.js';
-export type { SimMachineOptions, SimMachineCrashOptions, SimMachineCrashReport, SimMachineDying } from './sim-machine.js';
+export type { SimMachineOptions, SimMachineCrashOptions, SimMachineCrashReport, SimMachineCrashSite, SimMachineDying } from './sim-machine.js';
 export { LossyLevel } from './lossy-level.js';
-export type { LossyCrashReport, LossyStrategy, LossyFaultCode, LossyWriteFault, LossyOp } from './lossy-level.js';
+export type { LossyCrashReport, LossyStrategy, LossyFaultCode, LossyWriteFault, LossyOp, LossyWriteKind } from './lossy-level.js';
 export { SimFileSystem, SimCrashError } from '../wal/index.js';
 export type {
   SimFileSystemOptions,

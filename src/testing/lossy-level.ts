@@ -83,6 +83,9 @@ function applyBatch(entries: Entries, batch: readonly LossyOp[]): void {
   }
 }
 
+/** The writes a LossyLevel observer sees (compactRange is the flush). */
+export type LossyWriteKind = 'put' | 'del' | 'batch' | 'compactRange';
+
 export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
   /** What survives any crash. */
   #durable: Entries = new Map();
@@ -96,6 +99,7 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
   #flushFault: LossyFaultCode | null = null;
   #writeFault: (LossyWriteFault & { after: number }) | null = null;
   #crashReport: LossyCrashReport | undefined;
+  #observer: ((kind: LossyWriteKind) => void) | null = null;
 
   /** An empty database. */
   constructor() {
@@ -139,6 +143,14 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
     this.#flushFault = code;
   }
 
+  /**
+   * Calls `observer` before each write and each compactRange; `null` removes it. If it throws,
+   * the call fails with that error and writes nothing (SimMachine crashes the machine there).
+   */
+  observeWrites(observer: ((kind: LossyWriteKind) => void) | null): void {
+    this.#observer = observer;
+  }
+
   /** A write (counted from now, see LossyWriteFault) fails and writes nothing. */
   failWrite(fault: LossyWriteFault): void {
     this.#writeFault = { ...fault, after: fault.after ?? 0 };
@@ -177,6 +189,7 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
 
   /** @internal */
   async _put(key: Uint8Array, value: Uint8Array, options: object): Promise<void> {
+    this.#observer?.('put');
     this.#checkWrite(options);
     this.#unsynced.push([{ type: 'put', key: key.slice(), value: value.slice() }]);
     await base._put.call(this, key, value, options);
@@ -184,6 +197,7 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
 
   /** @internal */
   async _del(key: Uint8Array, options: object): Promise<void> {
+    this.#observer?.('del');
     this.#checkWrite(options);
     this.#unsynced.push([{ type: 'del', key: key.slice() }]);
     await base._del.call(this, key, options);
@@ -191,6 +205,7 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
 
   /** @internal */
   async _batch(operations: readonly { type: 'put' | 'del'; key: Uint8Array; value?: Uint8Array }[], options: object): Promise<void> {
+    this.#observer?.('batch');
     this.#checkWrite(options);
     const batch: LossyOp[] = operations.map((op) =>
       op.type === 'put' ? { type: 'put', key: op.key.slice(), value: (op.value ?? new Uint8Array(0)).slice() } : { type: 'del', key: op.key.slice() },
@@ -218,6 +233,7 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
    * held) makes nothing durable and leaves the error for the next write.
    */
   async compactRange(_start?: unknown, _end?: unknown, _options?: unknown): Promise<void> {
+    this.#observer?.('compactRange');
     const covered = this.#unsynced.length;
     // Like classic-level, the work completes later; a crash before then makes nothing durable.
     await new Promise<void>((resolve) => setImmediate(resolve));

@@ -4,11 +4,11 @@
  * kill -9) does. Deterministic: the same seed and the same calls give the same crash.
  */
 import { FactError } from '../errors.js';
-import { SimFileSystem } from '../wal/index.js';
+import { SimCrashError, SimFileSystem } from '../wal/index.js';
 import type { SimCrashMode, SimCrashReport } from '../wal/index.js';
 import { Mulberry32 } from '../wal/prng.js';
 import { LossyLevel } from './lossy-level.js';
-import type { LossyCrashReport } from './lossy-level.js';
+import type { LossyCrashReport, LossyWriteKind } from './lossy-level.js';
 
 /** Decorrelates the LevelDB double's draws from the file system's, which start from the same seed. */
 const LEVEL_SEED_SALT = 0x9e37_79b9;
@@ -32,6 +32,20 @@ export interface SimMachineCrashReport {
   level: LossyCrashReport;
 }
 
+/** Where a crash armed with {@link SimMachine.crashAtOp} struck. */
+export interface SimMachineCrashSite {
+  /** The machine operation that did not happen (0 is the first one after arming). */
+  op: number;
+  /** 'fs': a mutating or syncing call of the WAL's file system; 'level': a LevelDB write or flush. */
+  device: 'fs' | 'level';
+  /** The call: 'write', 'datasync', 'rename'… or 'batch', 'put', 'del', 'compactRange'. */
+  kind: string;
+  /** The file, for the file system. */
+  path: string;
+  /** The JavaScript stack of the call (where in the code under test the crash landed). */
+  stack: string;
+}
+
 /** What a dying process leaves to settle: its store (or anything else that closes). */
 export interface SimMachineDying {
   close(): Promise<unknown>;
@@ -52,11 +66,88 @@ export class SimMachine {
   #prng: Mulberry32;
   /** Between halt() and restart(): how the process died and the LevelDB that survived. */
   #down: { mode: SimCrashMode; level: LossyLevel } | null = null;
+  /** Armed by crashAtOp: machine operations still allowed, and how to crash. */
+  #armed: { remaining: number; counted: number; options: SimMachineCrashOptions } | null = null;
+  #crashSite: SimMachineCrashSite | undefined;
+  #machineOps = 0;
 
   constructor(options: SimMachineOptions = {}) {
     const seed = options.seed ?? 0;
     this.fs = new SimFileSystem({ seed });
     this.#prng = new Mulberry32(seed ^ LEVEL_SEED_SALT);
+    this.fs.observeOps((kind, path) => this.#beforeOp('fs', kind, path));
+    this.#observeLevel();
+  }
+
+  #observeLevel(): void {
+    this.#level.observeWrites((kind: LossyWriteKind) => {
+      // The dead process's LevelDB object stays usable on its own; only the live one counts.
+      if (this.#down === null && this.#beforeOp('level', kind, '')) throw new SimCrashError(kind, 'LevelDB');
+    });
+  }
+
+  /** Counts one machine operation; true when it is the one the armed crash strikes (the machine is halted then). */
+  #beforeOp(device: 'fs' | 'level', kind: string, path: string): boolean {
+    if (this.#down !== null) return false;
+    this.#machineOps += 1;
+    const armed = this.#armed;
+    if (armed === null) return false;
+    if (armed.remaining > 0) {
+      armed.remaining -= 1;
+      armed.counted += 1;
+      return false;
+    }
+    this.#armed = null;
+    this.#crashSite = { op: armed.counted, device, kind, path, stack: new Error('crash site').stack ?? '' };
+    // halt() stops the file system at once, so a file-system call that got here fails too.
+    this.halt(armed.options);
+    return true;
+  }
+
+  /**
+   * Arms a crash: `count` more machine operations run (each mutating or syncing call of the file
+   * system and each LevelDB write or flush, in one sequence), and the process dies at the next
+   * one, which does not happen: halt(options) runs at that instant and the call fails with
+   * SimCrashError. Crashing at operation k for every k this way lands inside appends, apply,
+   * checkpoints and their barrier, segment deletion, rebuilds, upgrades and recovery alike.
+   * `crashSite` then says where it struck; call restart() after letting the dead process settle.
+   */
+  crashAtOp(count: number, options: SimMachineCrashOptions = {}): void {
+    if (!Number.isSafeInteger(count) || count < 0) throw new FactError('FACT_INVALID_ARGUMENT', `SimMachine.crashAtOp: count must be a non-negative integer, got ${count}`);
+    if (this.#down !== null) throw new FactError('FACT_INVALID_ARGUMENT', 'SimMachine.crashAtOp: the machine is halted; restart() it first');
+    this.#armed = { remaining: count, counted: 0, options };
+    this.#crashSite = undefined;
+  }
+
+  /**
+   * An independent copy of the machine as it is now (disk with its pending writes, LevelDB with
+   * its unsynced batches, the PRNG), to explore another future from the same state. The machine
+   * must be running; the copy is not armed.
+   */
+  clone(): SimMachine {
+    if (this.#down !== null) throw new FactError('FACT_INVALID_ARGUMENT', 'SimMachine.clone: the machine is halted; restart() it first');
+    const copy = new SimMachine();
+    (copy as { fs: SimFileSystem }).fs = this.fs.clone();
+    copy.fs.observeOps((kind, path) => copy.#beforeOp('fs', kind, path));
+    copy.#level = this.#level.crash(() => 0, 'process');
+    copy.#observeLevel();
+    copy.#prng = this.#prng.clone();
+    return copy;
+  }
+
+  /** Disarms a crash armed with crashAtOp that has not struck. */
+  disarm(): void {
+    this.#armed = null;
+  }
+
+  /** Where the last armed crash struck (undefined while armed or if it did not strike). */
+  get crashSite(): SimMachineCrashSite | undefined {
+    return this.#crashSite;
+  }
+
+  /** Machine operations (see crashAtOp) the running process has made so far, over all restarts. */
+  get machineOps(): number {
+    return this.#machineOps;
   }
 
   /** The LevelDB double to open now; a crash replaces it with what survived. */
@@ -102,8 +193,10 @@ export class SimMachine {
     const down = this.#down;
     if (down === null) throw new FactError('FACT_INVALID_ARGUMENT', 'SimMachine.restart: the machine is running; halt() it first');
     this.#down = null;
+    this.#armed = null;
     const fs = this.fs.crash({ mode: down.mode });
     this.#level = down.level;
+    this.#observeLevel();
     return { mode: down.mode, fs, level: down.level.crashReport! };
   }
 

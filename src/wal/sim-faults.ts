@@ -29,6 +29,9 @@ export interface SimFault {
 /** Every operation SimFileSystem starts; the fault plan sees each one. */
 export type SimOpKind = SimFaultOp | 'readdir' | 'mkdir' | 'exists' | 'lock' | 'release' | 'stat' | 'close';
 
+/** Called before each mutating or syncing operation is counted (SimFileSystem.observeOps). */
+export type SimOpObserver = (kind: SimOpKind, path: string) => void;
+
 /**
  * Thrown by every operation once the limit set by `SimFileSystem.crashAfterOps` is
  * reached, until `SimFileSystem.crash` is called: the process "died" at that call.
@@ -66,6 +69,7 @@ export class SimFaultPlan {
   #opCount: number;
   #opsUntilHalt: number | null = null;
   #halted = false;
+  #observer: SimOpObserver | null = null;
 
   constructor(opCount = 0) {
     this.#opCount = opCount;
@@ -79,6 +83,10 @@ export class SimFaultPlan {
   crashAfterOps(count: number): void {
     requireCount(count, 'crashAfterOps count');
     this.#opsUntilHalt = count;
+  }
+
+  observe(observer: SimOpObserver | null): void {
+    this.#observer = observer;
   }
 
   inject(fault: SimFault): void {
@@ -107,6 +115,8 @@ export class SimFaultPlan {
 
   /** Counts a mutating or syncing operation; the one past the crashAfterOps limit dies. */
   count(kind: SimOpKind, path: string): void {
+    // First, so that an observer that halts the process (crashAfterOps(0)) stops this very call.
+    this.#observer?.(kind, path);
     if (this.#opsUntilHalt !== null) {
       if (this.#opsUntilHalt === 0) {
         this.#halted = true;

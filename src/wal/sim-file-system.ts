@@ -9,10 +9,10 @@ import { parentDir } from './file-system.js';
 import { Mulberry32 } from './prng.js';
 import { crashPowerLoss, crashProcess, type SimCrashOptions, type SimCrashReport } from './sim-crash.js';
 import { applyFileOp, ByteBuffer, cloneDirs, commitDirOpsThrough, type Dir, type DirOp, type Inode, newDir, type Node, truncateInode, writeInode } from './sim-disk.js';
-import { fsError, type SimFault, SimFaultPlan, type SimOpKind } from './sim-faults.js';
+import { fsError, type SimFault, SimFaultPlan, type SimOpKind, type SimOpObserver } from './sim-faults.js';
 
 export { SimCrashError } from './sim-faults.js';
-export type { SimFault, SimFaultErrno, SimFaultOp } from './sim-faults.js';
+export type { SimFault, SimFaultErrno, SimFaultOp, SimOpKind, SimOpObserver } from './sim-faults.js';
 export type { SimCrashMode, SimCrashOptions, SimCrashReport } from './sim-crash.js';
 
 /** Seed used when none is given, so that an unseeded run still replays exactly. */
@@ -281,6 +281,16 @@ export class SimFileSystem implements FileSystem {
    */
   crashAfterOps(count: number): void {
     this.#faults.crashAfterOps(count);
+  }
+
+  /**
+   * Calls `observer` before each mutating or syncing operation (the ones crashAfterOps counts),
+   * with its kind and path; `null` removes it. An observer that calls `crashAfterOps(0)` makes
+   * that very operation the first one of the dead process (SimMachine counts LevelDB's writes
+   * and the file system's in one sequence this way).
+   */
+  observeOps(observer: SimOpObserver | null): void {
+    this.#faults.observe(observer);
   }
 
   /** Mutating or syncing operations started so far (see {@link crashAfterOps}); never reset. */

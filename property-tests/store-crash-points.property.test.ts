@@ -1,0 +1,601 @@
+/**
+ * Crash at every operation: a random workload on a FactStore on a SimMachine, crashed at machine
+ * operation k for EVERY k it makes (each WAL file-system call and each LevelDB write or flush, in
+ * one sequence: SimMachine.crashAtOp), so crashes land inside appends, the background apply, the
+ * checkpoint and its barrier, segment deletion, rebuildIndexes, consumer acks, close and reopen.
+ *
+ * The workload is sequential operations (appends with DCB conditions, stream appends with every
+ * expectation, concurrent groups, decide(), idempotent retries, append + ack, consumer acks and
+ * resets, rebuildIndexes, clean reopens), data of every CBOR type the README promises, a declared
+ * data-field index, every sync mode. It is deterministic, so a run without a crash (the golden
+ * run) gives the state after each operation, and:
+ *
+ * 1. every result a crashed run saw before dying equals the golden one; every event it read back
+ *    is there after the reopen, byte for byte (exactDump: id, timestamp, data, metadata, tags…);
+ * 2.-3. the recovered state (ledger, consumer positions) is the golden state after some
+ *    operation j (or, inside a concurrent group, after some of its appends): no phantom, nothing
+ *    half-appended, only a prefix of commit order; with sync 'always' (and after a process
+ *    crash in any mode) j is at least the last acknowledged operation: nothing acknowledged lost;
+ * 4. positions gapless, stream positions gapless, streamVersion and streams() agree;
+ * 5. verify() is clean and every index key space equals a rebuild (every CHECK_EVERY-th cycle,
+ *    and every cycle of the last workload);
+ * 6. recovery is deterministic and idempotent: closing and reopening gives byte-identical LevelDB
+ *    contents, and a crash inside recovery then a reopen gives what recovery without it gives;
+ * 7. the workload then goes on from the recovered state (the lost operations again) and ends in
+ *    the golden final state with the golden results: expectations, conditions, decide() and
+ *    idempotent retries stay right across the restart;
+ * 10. a consumer's position is exactly that of its last durable ack; an append with an ack is
+ *    there with its ack or not at all.
+ *
+ * The run prints its counts and the crash sites (the function of src/ each crash landed in).
+ * Replay: FACT_SEED=<seed> FACT_PATH=<path> npx vitest run property-tests/store-crash-points.property.test.ts
+ * Heavier: FACT_PROPERTY_RUNS=<workloads> (default 24).
+ */
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { isFactError } from '../src/errors.js';
+import { INDEX_KEY_SPACES } from '../src/storage/keys.js';
+import { FactStore } from '../src/store.js';
+import { Query } from '../src/model/query.js';
+import type { EventInput, RecordedEvent, StreamExpectation } from '../src/model/types.js';
+import type { SimCrashMode } from '../src/wal/sim-file-system.js';
+import { SimMachine } from '../src/testing/index.js';
+import type { LossyLevel } from '../src/testing/index.js';
+import { valueArb } from './arbitraries.js';
+import { exactDump } from './exact-dump.js';
+import { propertyParams, propertyTimeoutMs } from './settings.js';
+import { recordCrashSite, crashSiteTable } from './crash-sites.js';
+
+const DB = '/db';
+const DEFAULT_WORKLOADS = 24;
+/** The expensive checks (verify, rebuild, reopen twice, crash in recovery) run on every n-th cycle. */
+const CHECK_EVERY = 5;
+const SETTLE_TIMEOUT_MS = 5_000;
+const PROJECTION = 'projection';
+const AUDIT = 'audit';
+
+const TYPES = ['Opened', 'Enrolled', 'Closed'] as const;
+const COURSES = ['c1', 'c2', 'c3'] as const;
+const STREAMS = ['course-c1', 'course-c2', 'student-s1'] as const;
+
+type SyncMode = 'always' | 'interval' | 'none';
+
+interface Config {
+  seed: number;
+  sync: SyncMode;
+  segmentSizeBytes: number;
+  checkpointEveryBytes: number;
+  retainSegments: number;
+}
+
+interface EventSpec {
+  type: string;
+  course: string;
+  tags: string[];
+  data: unknown;
+}
+
+type ConditionSpec = { types: string[]; tags: string[]; after: 'none' | 'head' | 'zero' };
+type AppendSpec =
+  | { o: 'append'; events: EventSpec[]; ids: boolean; condition: ConditionSpec | null }
+  | { o: 'stream'; stream: string; events: EventSpec[]; ids: boolean; expect: 'right' | 'wrong' | 'any' | 'none' | 'exists' };
+
+type Op =
+  | AppendSpec
+  | { o: 'group'; appends: AppendSpec[] }
+  | { o: 'decide'; course: string; limit: number }
+  | { o: 'retry'; pick: number }
+  | { o: 'appendAck'; events: EventSpec[] }
+  | { o: 'consumerAck'; back: number }
+  | { o: 'reset'; back: number }
+  | { o: 'rebuild' }
+  | { o: 'reopen' };
+
+interface Crash {
+  mode: SimCrashMode;
+  seed: number;
+  /** Machine operations of the recovery before it crashes too (null: it does not). */
+  recoveryOps: number | null;
+}
+
+// ------------------------------------------------------------------------------------ arbitraries
+
+const seedArb = fc.integer({ min: 0, max: 0xffff_ffff });
+
+const eventArb: fc.Arbitrary<EventSpec> = fc.record({
+  type: fc.constantFrom(...TYPES),
+  course: fc.constantFrom(...COURSES),
+  tags: fc.array(fc.constantFrom('student:s1', 'student:s2', 'vip'), { maxLength: 2 }),
+  data: fc.oneof({ weight: 3, arbitrary: valueArb }, { weight: 1, arbitrary: fc.string({ minLength: 100, maxLength: 400 }) }),
+});
+const eventsArb = fc.array(eventArb, { minLength: 1, maxLength: 4 });
+
+const conditionArb: fc.Arbitrary<ConditionSpec> = fc.record({
+  types: fc.subarray([...TYPES], { maxLength: 2 }),
+  tags: fc.subarray(['course:c1', 'course:c2', 'student:s1'], { minLength: 1, maxLength: 1 }),
+  after: fc.constantFrom<ConditionSpec['after']>('none', 'head', 'zero'),
+});
+
+const appendSpecArb: fc.Arbitrary<AppendSpec> = fc.oneof(
+  fc.record({ o: fc.constant('append' as const), events: eventsArb, ids: fc.boolean(), condition: fc.option(conditionArb, { nil: null }) }),
+  fc.record({
+    o: fc.constant('stream' as const),
+    stream: fc.constantFrom(...STREAMS),
+    events: eventsArb,
+    ids: fc.boolean(),
+    expect: fc.constantFrom('right' as const, 'right' as const, 'wrong' as const, 'any' as const, 'none' as const, 'exists' as const),
+  }),
+);
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 6, arbitrary: appendSpecArb },
+  { weight: 2, arbitrary: fc.record({ o: fc.constant('group' as const), appends: fc.array(appendSpecArb, { minLength: 2, maxLength: 3 }) }) },
+  { weight: 2, arbitrary: fc.record({ o: fc.constant('decide' as const), course: fc.constantFrom(...COURSES), limit: fc.integer({ min: 1, max: 3 }) }) },
+  { weight: 1, arbitrary: fc.record({ o: fc.constant('retry' as const), pick: fc.nat() }) },
+  { weight: 2, arbitrary: fc.record({ o: fc.constant('appendAck' as const), events: eventsArb }) },
+  { weight: 1, arbitrary: fc.record({ o: fc.constant('consumerAck' as const), back: fc.nat({ max: 3 }) }) },
+  { weight: 1, arbitrary: fc.record({ o: fc.constant('reset' as const), back: fc.nat({ max: 5 }) }) },
+  { weight: 1, arbitrary: fc.record({ o: fc.constant('rebuild' as const) }) },
+  { weight: 1, arbitrary: fc.record({ o: fc.constant('reopen' as const) }) },
+);
+
+const configArb: fc.Arbitrary<Config> = fc.record({
+  seed: seedArb,
+  sync: fc.constantFrom<SyncMode>('always', 'always', 'interval', 'none'),
+  segmentSizeBytes: fc.constantFrom(1024, 2048),
+  checkpointEveryBytes: fc.integer({ min: 512, max: 4096 }),
+  retainSegments: fc.integer({ min: 0, max: 1 }),
+});
+
+const crashArb: fc.Arbitrary<Crash> = fc.record({
+  mode: fc.oneof({ weight: 4, arbitrary: fc.constant<SimCrashMode>('power-loss') }, { weight: 1, arbitrary: fc.constant<SimCrashMode>('process') }),
+  seed: seedArb,
+  recoveryOps: fc.option(fc.nat({ max: 40 }), { nil: null, freq: 3 }),
+});
+
+// ------------------------------------------------------------------------------------ running a workload
+
+/** What a run saw, operation by operation, while its process was alive. */
+interface RunLog {
+  /** The result (or refusal) of each operation, in order; stops at the first one the crash cut. */
+  results: string[];
+  /** exactDump of every event read back after an operation, by position (id and timestamp included). */
+  pinned: Map<number, string>;
+}
+
+interface Runner {
+  machine: SimMachine;
+  config: Config;
+  store: FactStore;
+  /** Caller ids of appends already made, by the index of the op that made them (for retries). */
+  log: RunLog;
+}
+
+function openStore(machine: SimMachine, config: Config): Promise<FactStore> {
+  return FactStore.open(DB, {
+    ...machine.storeOptions(),
+    wal: { sync: config.sync, segmentSizeBytes: config.segmentSizeBytes, retainSegments: config.retainSegments, syncIntervalMs: 10 },
+    checkpointEveryBytes: config.checkpointEveryBytes,
+    indexes: { data: ['course'] },
+  });
+}
+
+function inputs(events: readonly EventSpec[], idPrefix: string | null): EventInput[] {
+  return events.map((event, index) => {
+    const input: EventInput = { type: event.type, data: { course: event.course, payload: event.data }, tags: [`course:${event.course}`, ...event.tags] };
+    if (idPrefix !== null) input.id = `${idPrefix}-${index}`;
+    return input;
+  });
+}
+
+/** A refusal the workload expects (a condition or expectation failed, a bad reset): part of the result. */
+function refusal(error: unknown): string {
+  if (isFactError(error, 'FACT_CONCURRENCY') || isFactError(error, 'FACT_INVALID_ARGUMENT')) return `refused ${error.code}`;
+  throw error;
+}
+
+async function settled<T>(promise: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+  try {
+    return { ok: true, value: await promise };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+/** The id prefix of op `index`'s `member`-th append, when it has caller ids. */
+function idPrefix(index: number, member: number, spec: AppendSpec): string | null {
+  return spec.ids ? `op${index}.${member}` : null;
+}
+
+async function expectation(store: FactStore, spec: Extract<AppendSpec, { o: 'stream' }>): Promise<StreamExpectation> {
+  const version = await store.streamVersion(spec.stream);
+  if (spec.expect === 'right') return version;
+  if (spec.expect === 'wrong') return version + 1;
+  return spec.expect;
+}
+
+/** Starts one append; its expectation or condition is computed first, from the state it will run on. */
+async function startAppend(store: FactStore, spec: AppendSpec, ids: string | null): Promise<string> {
+  const events = inputs(spec.events, ids);
+  if (spec.o === 'stream') {
+    const expect = await expectation(store, spec);
+    const outcome = await settled(store.appendStream(spec.stream, events, { expect }));
+    return outcome.ok ? `stream ${outcome.value.position}/${outcome.value.streamPosition}` : refusal(outcome.error);
+  }
+  let condition;
+  if (spec.condition !== null) {
+    const query = Query.items({ types: spec.condition.types.length > 0 ? spec.condition.types : undefined, tags: spec.condition.tags });
+    const after = spec.condition.after === 'none' ? undefined : spec.condition.after === 'zero' ? 0 : await store.head();
+    condition = after === undefined ? { failIfEventsMatch: query } : { failIfEventsMatch: query, after };
+  }
+  const outcome = await settled(store.append(events, condition));
+  return outcome.ok ? `append ${outcome.value.position}` : refusal(outcome.error);
+}
+
+/** Runs op `index`; returns its result. Throws when the crash cut it. */
+async function runOp(r: Runner, ops: readonly Op[], index: number): Promise<string> {
+  const op = ops[index]!;
+  const store = r.store;
+  switch (op.o) {
+    case 'append':
+    case 'stream':
+      return startAppend(store, op, idPrefix(index, 0, op));
+    case 'group': {
+      // Expectations are computed before any member starts, so members can conflict with each other.
+      const results = await Promise.all(op.appends.map((spec, member) => startAppend(store, spec, idPrefix(index, member, spec))));
+      return results.join(' | ');
+    }
+    case 'decide': {
+      const result = await store.decide(Query.tags(`course:${op.course}`), (events) =>
+        events.filter((event) => event.type === 'Enrolled').length < op.limit ? [{ type: 'Enrolled', data: { course: op.course, seats: op.limit }, tags: [`course:${op.course}`] }] : [],
+      );
+      return `decide ${result.appended?.position ?? 'nothing'} at ${result.decidedAt}`;
+    }
+    case 'retry': {
+      const earlier = ops
+        .slice(0, index)
+        .map((candidate, at) => ({ candidate, at }))
+        .filter((entry): entry is { candidate: AppendSpec; at: number } => (entry.candidate.o === 'append' || entry.candidate.o === 'stream') && entry.candidate.ids);
+      const chosen = earlier[op.pick % Math.max(1, earlier.length)];
+      if (chosen === undefined) return 'retry none';
+      return `retry ${await startAppend(store, chosen.candidate, idPrefix(chosen.at, 0, chosen.candidate))}`;
+    }
+    case 'appendAck': {
+      const head = await store.head();
+      const outcome = await settled(store.append(inputs(op.events, `op${index}`), undefined, { ack: { consumer: PROJECTION, position: head } }));
+      return outcome.ok ? `appendAck ${outcome.value.position}` : refusal(outcome.error);
+    }
+    case 'consumerAck': {
+      const consumer = store.consumer(AUDIT, 'all');
+      try {
+        const position = Math.max(0, (await store.head()) - op.back);
+        const outcome = await settled(consumer.ack(position));
+        return outcome.ok ? `ack ${position}` : refusal(outcome.error);
+      } finally {
+        await consumer.close();
+      }
+    }
+    case 'reset': {
+      const position = Math.max(0, (await store.head()) - op.back);
+      const outcome = await settled(store.resetConsumer(PROJECTION, position));
+      return outcome.ok ? `reset ${position}` : refusal(outcome.error);
+    }
+    case 'rebuild':
+      return `rebuild ${(await store.rebuildIndexes()).events}`;
+    case 'reopen':
+      await r.store.close();
+      r.store = await openStore(r.machine, r.config);
+      return 'reopened';
+  }
+}
+
+/** Reads back the events from `from` on and pins their exact form (in the process that appended them). */
+async function pin(r: Runner, from: number): Promise<number> {
+  const events = await r.store.read('all', { from }).toArray();
+  if (r.machine.halted) return from;
+  for (const event of events) r.log.pinned.set(event.position, exactDump(event));
+  return from + events.length;
+}
+
+/**
+ * Runs ops[start..] until the end or until the process dies (the armed crash strikes). Returns
+ * whether it died. Results are logged only while the process is alive.
+ */
+async function runOps(r: Runner, ops: readonly Op[], start: number): Promise<boolean> {
+  let pinnedTo = (await r.store.head()) + 1;
+  for (let index = start; index < ops.length; index++) {
+    const outcome = await settled(runOp(r, ops, index));
+    if (r.machine.halted) return true;
+    if (!outcome.ok) throw outcome.error;
+    r.log.results[index] = outcome.value;
+    pinnedTo = await pin(r, Math.min(pinnedTo, (await r.store.head()) + 1));
+    if (r.machine.halted) return true;
+  }
+  const closed = await settled(r.store.close());
+  if (r.machine.halted) return true;
+  if (!closed.ok) throw closed.error;
+  return false;
+}
+
+// ------------------------------------------------------------------------------------ state
+
+interface State {
+  /** exactDump of each event without the store's choices (timestamp; the id unless the caller gave it). */
+  ledger: string[];
+  consumers: string;
+}
+
+/** The part of an event a run without a crash reproduces exactly. */
+function reproducible(event: RecordedEvent): string {
+  const { timestamp, id, ...rest } = event;
+  void timestamp;
+  return exactDump({ ...rest, id: id.startsWith('op') ? id : 'generated' });
+}
+
+async function stateOf(store: FactStore): Promise<{ state: State; events: RecordedEvent[] }> {
+  const events = await store.read('all').toArray();
+  const consumers = (await store.consumers()).map(({ name, position }) => `${name}@${position}`).join(',');
+  return { state: { ledger: events.map(reproducible), consumers }, events };
+}
+
+interface Golden {
+  results: string[];
+  /** The state after each operation (index 0: the empty store before any). */
+  states: State[];
+  /** Machine operations of the whole run (open, every op, close). */
+  machineOps: number;
+}
+
+/** The run without a crash: results and the state after each operation. */
+async function goldenRun(config: Config, ops: readonly Op[]): Promise<Golden> {
+  const machine = new SimMachine({ seed: config.seed });
+  const r: Runner = { machine, config, store: await openStore(machine, config), log: { results: [], pinned: new Map() } };
+  const states: State[] = [(await stateOf(r.store)).state];
+  for (let index = 0; index < ops.length; index++) {
+    r.log.results[index] = await runOp(r, ops, index);
+    states.push((await stateOf(r.store)).state);
+  }
+  await r.store.close();
+  return { results: r.log.results, states, machineOps: machine.machineOps };
+}
+
+// ------------------------------------------------------------------------------------ checks
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+}
+
+async function dumpLevel(level: LossyLevel): Promise<{ indexes: string[]; rest: string[] }> {
+  const indexes: string[] = [];
+  const rest: string[] = [];
+  const spaces = new Set<number>(INDEX_KEY_SPACES);
+  for await (const [key, value] of level.iterator<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' })) {
+    (spaces.has(key[0]!) ? indexes : rest).push(`${hex(key)}=${hex(value)}`);
+  }
+  return { indexes, rest };
+}
+
+/** Which golden states the recovered one may be: op boundaries j, and inside a group between its first and last append. */
+function matchState(golden: Golden, ops: readonly Op[], state: State, highest = golden.states.length - 1): { j: number; partial: boolean } | null {
+  // The latest matching one: an operation that changed nothing leaves two equal states.
+  for (let j = Math.min(highest, golden.states.length - 1); j >= 0; j--) {
+    const candidate = golden.states[j]!;
+    if (candidate.consumers !== state.consumers) continue;
+    if (candidate.ledger.length === state.ledger.length && candidate.ledger.every((event, k) => event === state.ledger[k])) return { j, partial: false };
+    const before = golden.states[j - 1];
+    if (ops[j - 1]?.o === 'group' && before !== undefined && before.consumers === state.consumers) {
+      const n = state.ledger.length;
+      if (n > before.ledger.length && n < candidate.ledger.length && state.ledger.every((event, k) => event === candidate.ledger[k])) return { j, partial: true };
+    }
+  }
+  return null;
+}
+
+async function checkStreams(store: FactStore, events: readonly RecordedEvent[]): Promise<void> {
+  const versions = new Map<string, number>();
+  events.forEach((event, index) => {
+    expect(event.position, 'positions are gapless from 1').toBe(index + 1);
+    if (event.stream === undefined) return;
+    const version = (versions.get(event.stream) ?? 0) + 1;
+    expect(event.streamPosition, `stream ${event.stream} positions are gapless`).toBe(version);
+    versions.set(event.stream, version);
+  });
+  for (const stream of STREAMS) expect(await store.streamVersion(stream), `streamVersion(${stream})`).toBe(versions.get(stream) ?? 0);
+  expect(await store.streams().toArray(), 'streams()').toEqual([...versions.keys()].sort());
+  expect(await store.head(), 'head').toBe(events.length);
+}
+
+/** verify(), indexes = rebuild, reads by index = filters of the ledger. */
+async function checkIndexes(store: FactStore, machine: SimMachine, events: readonly RecordedEvent[]): Promise<void> {
+  const report = await store.verify();
+  expect(report.problems, 'verify() problems').toEqual([]);
+  const before = await dumpLevel(machine.level);
+  await store.rebuildIndexes();
+  const after = await dumpLevel(machine.level);
+  expect(after.indexes, 'indexes equal a rebuild from the ledger').toEqual(before.indexes);
+  const dumps = (list: readonly RecordedEvent[]) => list.map((event) => exactDump(event));
+  for (const course of COURSES) {
+    const byTag = await store.read({ tag: `course:${course}` }).toArray();
+    expect(dumps(byTag), `read({ tag: course:${course} })`).toEqual(dumps(events.filter((event) => event.tags.includes(`course:${course}`))));
+    const byData = await store.read({ query: Query.items({ types: ['Enrolled'], data: { course } }) }).toArray();
+    expect(dumps(byData), `query Enrolled with data.course = ${course}`).toEqual(
+      dumps(events.filter((event) => event.type === 'Enrolled' && (event.data as { course?: unknown }).course === course)),
+    );
+  }
+  for (const type of TYPES) {
+    const byType = await store.read({ type }).toArray();
+    expect(dumps(byType), `read({ type: ${type} })`).toEqual(dumps(events.filter((event) => event.type === type)));
+  }
+}
+
+// ------------------------------------------------------------------------------------ the cycle
+
+interface Counts {
+  workloads: number;
+  cycles: number;
+  struck: number;
+  recoveryCrashes: number;
+  ackedEventsChecked: number;
+  continued: number;
+}
+const counts: Counts = { workloads: 0, cycles: 0, struck: 0, recoveryCrashes: 0, ackedEventsChecked: 0, continued: 0 };
+
+/** One crash cycle: run with a crash at machine operation k, recover, check, go on to the end. */
+async function crashCycle(config: Config, ops: readonly Op[], golden: Golden, k: number, crash: Crash, heavy: boolean): Promise<void> {
+  const machine = new SimMachine({ seed: config.seed });
+  const log: RunLog = { results: [], pinned: new Map() };
+  machine.crashAtOp(k, { mode: crash.mode, seed: crash.seed });
+  let died: boolean;
+  const r: Runner = { machine, config, store: undefined as unknown as FactStore, log };
+  const opened = await settled(openStore(machine, config));
+  if (!opened.ok) {
+    if (!machine.halted) throw opened.error;
+    died = true;
+  } else {
+    r.store = opened.value;
+    died = await runOps(r, ops, 0);
+  }
+  counts.cycles++;
+  if (!died) {
+    // k is past the run's last operation (it made fewer this time); nothing to recover.
+    machine.disarm();
+    return;
+  }
+  counts.struck++;
+  const site = machine.crashSite!;
+  recordCrashSite(site.stack, `${site.device}:${site.kind}`);
+  if (process.env.FACT_DEBUG_SITES === '1' && site.device === 'level') console.log(site.stack);
+  const where = `crash at machine op ${k} (${site.device} ${site.kind} ${site.path}, ${crash.mode})`;
+  // The dead process settles what it can without its disk; then the machine comes back.
+  if (opened.ok) await withTimeout(settled(r.store.close()), `${where}: close of the dead store`);
+  machine.restart();
+
+  if (heavy && crash.recoveryOps !== null) {
+    // Recovery crashes too; what a clean recovery of this very disk gives is the reference.
+    const reference = await cloneAndRecover(machine, config);
+    machine.crashAtOp(crash.recoveryOps, { mode: crash.mode, seed: crash.seed ^ 0x5bd1e995 });
+    const second = await settled(openStore(machine, config));
+    if (second.ok) await second.value.close();
+    if (machine.halted) {
+      counts.recoveryCrashes++;
+      const recoverySite = machine.crashSite!;
+      recordCrashSite(recoverySite.stack, `${recoverySite.device}:${recoverySite.kind}`);
+      machine.restart();
+    } else {
+      machine.disarm();
+      if (!second.ok) throw second.error;
+    }
+    const store = await openStore(machine, config);
+    const recovered = (await stateOf(store)).state;
+    await store.close();
+    if (crash.mode === 'process') expect(recovered, `${where}: a crash inside recovery changes its outcome`).toEqual(reference);
+    else expect(matchState(golden, ops, recovered), `${where}: after a crash inside recovery, a golden state`).not.toBeNull();
+  }
+
+  const store = await openStore(machine, config);
+  r.store = store;
+  const { state, events } = await stateOf(store);
+  const acked = log.results.length;
+  for (let index = 0; index < acked; index++) expect(log.results[index], `${where}: result of op ${index} (${ops[index]!.o})`).toBe(golden.results[index]);
+  const match = matchState(golden, ops, state, acked + 1);
+  expect(match, `${where}: the recovered state is the golden state after some operation up to the one in flight (acknowledged ${acked})`).not.toBeNull();
+  const durableAcks = config.sync === 'always' || crash.mode === 'process';
+  if (durableAcks) {
+    expect(match!.j, `${where}: acknowledged operations 1..${acked} survive`).toBeGreaterThanOrEqual(acked);
+    for (const [position, dump] of log.pinned) {
+      expect(events[position - 1] === undefined ? 'missing' : exactDump(events[position - 1]), `${where}: acknowledged event ${position} byte for byte`).toBe(dump);
+      counts.ackedEventsChecked++;
+    }
+  } else {
+    for (const [position, dump] of log.pinned) {
+      if (position <= events.length) expect(exactDump(events[position - 1]), `${where}: event ${position} byte for byte`).toBe(dump);
+    }
+  }
+  await checkStreams(store, events);
+
+  if (heavy) {
+    await checkIndexes(store, machine, events);
+    await store.close();
+    const once = await dumpLevel(machine.level);
+    const again = await openStore(machine, config);
+    await again.close();
+    const twice = await dumpLevel(machine.level);
+    expect(twice, `${where}: reopening changes LevelDB`).toEqual(once);
+    r.store = await openStore(machine, config);
+  }
+
+  if (!match!.partial) {
+    // Go on from the recovered state: the rest of the workload must end as the golden run did.
+    counts.continued++;
+    r.log = { results: [], pinned: new Map() };
+    expect(await runOps(r, ops, match!.j)).toBe(false);
+    for (let index = match!.j; index < ops.length; index++) {
+      expect(r.log.results[index], `${where}: after recovery, result of op ${index} (${ops[index]!.o})`).toBe(golden.results[index]);
+    }
+    const final = await openStore(machine, config);
+    const { state: finalState } = await stateOf(final);
+    await final.close();
+    expect(finalState, `${where}: final state after recovery and the rest of the workload`).toEqual(golden.states[ops.length]);
+  } else {
+    await r.store.close();
+  }
+}
+
+/** The state a clean recovery gives from the machine's current disk (on a copy). */
+async function cloneAndRecover(machine: SimMachine, config: Config): Promise<State> {
+  const copy = machine.clone();
+  const store = await openStore(copy, config);
+  const { state } = await stateOf(store);
+  await store.close();
+  return state;
+}
+
+async function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: did not settle within ${SETTLE_TIMEOUT_MS} ms`)), SETTLE_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Every k from 0 to the golden run's machine operations, each with its own crash draw. */
+async function crashEverywhere(config: Config, ops: readonly Op[], crashes: readonly Crash[], checkAll: boolean): Promise<void> {
+  const golden = await goldenRun(config, ops);
+  counts.workloads++;
+  for (let k = 0; k < golden.machineOps; k++) {
+    const crash = crashes[k % crashes.length]!;
+    try {
+      await crashCycle(config, ops, golden, k, crash, checkAll || k % CHECK_EVERY === 0);
+    } catch (error) {
+      if (error instanceof Error) error.message += `\n  (config ${JSON.stringify(config)}, k ${k} of ${golden.machineOps}, crash ${JSON.stringify(crash)})`;
+      throw error;
+    }
+  }
+}
+
+describe('FactStore: a crash at every machine operation (SimMachine.crashAtOp)', () => {
+  afterAll(() => {
+    console.log(
+      `crash points: ${counts.workloads} workloads, ${counts.cycles} crash cycles (${counts.struck} struck, ${counts.recoveryCrashes} also inside recovery, ${counts.continued} continued to the end), ${counts.ackedEventsChecked} acknowledged events checked\n${crashSiteTable()}`,
+    );
+  });
+
+  it(
+    'recovers the golden state after some operation, never losing an acknowledged one; the rest of the workload then ends as without the crash',
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(configArb, fc.array(opArb, { minLength: 2, maxLength: 8 }), fc.array(crashArb, { minLength: 1, maxLength: 8 }), async (config, ops, crashes) => {
+          await crashEverywhere(config, ops, crashes, false);
+        }),
+        propertyParams(DEFAULT_WORKLOADS),
+      );
+    },
+    propertyTimeoutMs(DEFAULT_WORKLOADS, 30_000),
+  );
+});
+
+
