@@ -5,6 +5,9 @@
  * code was crashed at.
  */
 
+// The storage call is often 15+ frames below the function of src/ that made it (abstract-level, awaits).
+Error.stackTraceLimit = Math.max(Error.stackTraceLimit, 60);
+
 const SIMULATORS = /\/src\/(testing\/|wal\/sim-)/;
 const FRAME = /^\s*at (?:async )?(?:(.+?) \()?(.*\/src\/[^:)]+)(?::\d+){0,2}\)?$/;
 
@@ -29,9 +32,25 @@ export function crashSiteOf(stack: string): string {
   return `${inner.file} ${inner.name}${caller === undefined ? '' : ` ← ${caller.file} ${caller.name}`}`;
 }
 
+const innerSites = new Map<string, number>();
+
 export function recordCrashSite(stack: string, call: string): void {
   const site = `${crashSiteOf(stack)} [${call}]`;
   sites.set(site, (sites.get(site) ?? 0) + 1);
+  const inner = `${site.split(' ← ')[0]!.replace(/ \[.*$/, '')} [${call}]`;
+  innerSites.set(inner, (innerSites.get(inner) ?? 0) + 1);
+}
+
+/**
+ * The storage call sites that must each be crashed at (innermost function of src/ and the
+ * call), and those that were crashed at without being listed: both lists must be empty.
+ */
+export function crashSiteGaps(required: readonly string[]): { missing: string[]; unlisted: string[] } {
+  const listed = new Set(required);
+  return {
+    missing: required.filter((site) => (innerSites.get(site) ?? 0) === 0),
+    unlisted: [...innerSites.keys()].filter((site) => !listed.has(site)).sort(),
+  };
 }
 
 /** Crash counts by site. */

@@ -9,6 +9,7 @@
  *
  * Example: FACT_SEED=-1234 FACT_PATH="7:1:0" npx vitest run property-tests/wal.property.test.ts
  */
+import fc from 'fast-check';
 
 function integerFromEnv(name: string): number | undefined {
   const raw = process.env[name];
@@ -52,4 +53,20 @@ export function propertyParams(defaultRuns: number): PropertyParams {
 /** A test timeout that grows with the number of runs (vitest's default would cut heavy runs). */
 export function propertyTimeoutMs(defaultRuns: number, msPerRun: number, minimumMs = 60_000): number {
   return Math.max(minimumMs, propertyRuns(defaultRuns) * msPerRun);
+}
+
+/**
+ * fc.assert, with a one-line replay command appended to a failure's message (the seed and path
+ * fast-check reports, as the environment variables above, and the test file).
+ */
+export async function assertReplayable<Ts>(property: fc.IAsyncProperty<Ts>, params: fc.Parameters<Ts>, testFile: string): Promise<void> {
+  try {
+    await fc.assert(property, params);
+  } catch (error) {
+    if (error instanceof Error) {
+      const found = /seed: (-?\d+), path: "([^"]*)"/.exec(error.message);
+      if (found !== null) error.message += `\nreplay: FACT_SEED=${found[1]} FACT_PATH="${found[2]}" npx vitest run ${testFile}`;
+    }
+    throw error;
+  }
 }

@@ -29,7 +29,7 @@
  *
  * The run prints its counts and the crash sites (the function of src/ each crash landed in).
  * Replay: FACT_SEED=<seed> FACT_PATH=<path> npx vitest run property-tests/store-crash-points.property.test.ts
- * Heavier: FACT_PROPERTY_RUNS=<workloads> (default 24).
+ * Budget: FACT_CRASH_CYCLES=<cycles> (default 5,000; heavy 500,000); FACT_PROPERTY_RUNS=<workloads per round> (20).
  */
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -43,11 +43,16 @@ import { SimMachine } from '../src/testing/index.js';
 import type { LossyLevel } from '../src/testing/index.js';
 import { valueArb } from './arbitraries.js';
 import { exactDump } from './exact-dump.js';
-import { propertyParams, propertyTimeoutMs } from './settings.js';
-import { recordCrashSite, crashSiteTable } from './crash-sites.js';
+import { assertReplayable, propertyParams, propertyRuns } from './settings.js';
+import { crashSiteGaps, crashSiteTable, recordCrashSite } from './crash-sites.js';
 
 const DB = '/db';
-const DEFAULT_WORKLOADS = 24;
+/** Crash cycles to run (FACT_CRASH_CYCLES; heavy: 100× more): rounds of random workloads until spent. */
+const CRASH_CYCLES = Number.parseInt(process.env.FACT_CRASH_CYCLES ?? '5000', 10);
+/** Workloads per round (FACT_PROPERTY_RUNS); each is crashed at every one of its machine operations. */
+const ROUND_WORKLOADS = propertyRuns(20);
+/** Test time allowed per cycle (they take ~20 ms alone; generous for a loaded machine). */
+const CRASH_CYCLE_TIMEOUT_MS = 150;
 /** The expensive checks (verify, rebuild, reopen twice, crash in recovery) run on every n-th cycle. */
 const CHECK_EVERY = 5;
 const SETTLE_TIMEOUT_MS = 5_000;
@@ -141,7 +146,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 
 const configArb: fc.Arbitrary<Config> = fc.record({
   seed: seedArb,
-  sync: fc.constantFrom<SyncMode>('always', 'always', 'interval', 'none'),
+  sync: fc.constantFrom<SyncMode>('always', 'always', 'always', 'interval', 'none'),
   segmentSizeBytes: fc.constantFrom(1024, 2048),
   checkpointEveryBytes: fc.integer({ min: 512, max: 4096 }),
   retainSegments: fc.integer({ min: 0, max: 1 }),
@@ -577,6 +582,86 @@ async function crashEverywhere(config: Config, ops: readonly Op[], crashes: read
   }
 }
 
+// ------------------------------------------------------------------------------------ coverage
+
+const ev = (type: string, course: string, data: unknown, tags: string[] = []): EventSpec => ({ type, course, tags, data });
+
+/**
+ * Workloads that always run (besides the random ones), chosen so that every storage call site
+ * below is crashed at on every run: the coverage check does not depend on luck.
+ */
+const COVERAGE_EXAMPLES: [Config, Op[], Crash[]][] = [
+  [
+    { seed: 1, sync: 'always', segmentSizeBytes: 1024, checkpointEveryBytes: 512, retainSegments: 0 },
+    [
+      { o: 'append', events: [ev('Opened', 'c1', new Map<unknown, unknown>([[1n, new Date(0)]])), ev('Opened', 'c2', -0)], ids: true, condition: null },
+      { o: 'stream', stream: 'course-c1', events: [ev('Enrolled', 'c1', new Uint8Array([0, 255]), ['student:s1'])], ids: false, expect: 'none' },
+      { o: 'group', appends: [
+        { o: 'append', events: [ev('Enrolled', 'c2', 'x'.repeat(300))], ids: false, condition: { types: ['Enrolled'], tags: ['course:c2'], after: 'head' } },
+        { o: 'stream', stream: 'course-c1', events: [ev('Closed', 'c1', null)], ids: true, expect: 'right' },
+      ] },
+      { o: 'decide', course: 'c1', limit: 3 },
+      { o: 'appendAck', events: [ev('Enrolled', 'c3', { __proto__: 'own key' })] },
+      { o: 'consumerAck', back: 1 },
+      { o: 'rebuild' },
+      { o: 'retry', pick: 0 },
+      { o: 'reset', back: 2 },
+      { o: 'reopen' },
+      { o: 'append', events: [ev('Closed', 'c2', 'y'.repeat(200)), ev('Closed', 'c3', 1.5)], ids: false, condition: null },
+    ],
+    [
+      { mode: 'power-loss', seed: 11, recoveryOps: 1 },
+      { mode: 'power-loss', seed: 12, recoveryOps: 3 },
+      { mode: 'process', seed: 13, recoveryOps: 0 },
+      { mode: 'power-loss', seed: 14, recoveryOps: 9 },
+      { mode: 'power-loss', seed: 15, recoveryOps: 2 },
+      { mode: 'power-loss', seed: 16, recoveryOps: 20 },
+    ],
+  ],
+  [
+    // One record larger than the segment's zero fill ahead: the writer extends the fill.
+    { seed: 2, sync: 'always', segmentSizeBytes: 1024 * 1024, checkpointEveryBytes: 4096, retainSegments: 1 },
+    [
+      { o: 'append', events: [ev('Opened', 'c1', 'z'.repeat(300 * 1024))], ids: false, condition: null },
+      { o: 'append', events: [ev('Opened', 'c2', 7n)], ids: false, condition: null },
+    ],
+    [{ mode: 'power-loss', seed: 21, recoveryOps: 2 }],
+  ],
+];
+
+/** Every storage call site of the WAL, apply, checkpoint, rebuild and recovery code that FactStore reaches. */
+const REQUIRED_CRASH_SITES = [
+  'src/wal/wal.ts Function.open [fs:mkdir]',
+  'src/wal/segment-files.ts createSegment [fs:open]',
+  'src/wal/segment-files.ts createSegment [fs:write]',
+  'src/wal/segment-files.ts createSegment [fs:datasync]',
+  'src/wal/segment-files.ts createSegment [fs:rename]',
+  'src/wal/segment-files.ts createSegment [fs:syncDir]',
+  'src/wal/segment-files.ts writeZeros [fs:write]',
+  'src/wal/segment-files.ts extendFill [fs:datasync]',
+  'src/wal/group-commit.ts GroupCommitWriter.#writeChunk [fs:write]',
+  'src/wal/group-commit.ts GroupCommitWriter.#syncActive [fs:datasync]',
+  'src/wal/checkpoints.ts writeCheckpointFile [fs:open]',
+  'src/wal/checkpoints.ts writeCheckpointFile [fs:write]',
+  'src/wal/checkpoints.ts writeCheckpointFile [fs:datasync]',
+  'src/wal/checkpoints.ts writeCheckpointFile [fs:rename]',
+  'src/wal/checkpoints.ts writeCheckpointFile [fs:syncDir]',
+  'src/wal/checkpoints.ts deleteCheckpointedSegments [fs:unlink]',
+  'src/wal/checkpoints.ts deleteCheckpointedSegments [fs:syncDir]',
+  'src/wal/recovery.ts LogRecovery.run [fs:write]',
+  'src/wal/recovery.ts LogRecovery.run [fs:datasync]',
+  'src/wal/recovery.ts LogRecovery.run [fs:syncDir]',
+  'src/wal/recovery.ts LogRecovery.run [fs:unlink]',
+  'src/storage/level.ts Object.write [level:batch]',
+  'src/storage/barrier.ts compactRangeBarrier [level:del]',
+  'src/storage/barrier.ts compactRangeBarrier [level:compactRange]',
+  'src/storage/meta.ts recordDataFields [level:put]',
+  'src/ledger/recovery.ts checkFormat [level:put]',
+  'src/ledger/recovery.ts settleIdSeed [level:put]',
+  'src/indexes/rebuild.ts clearRebuildShadow [level:batch]',
+  'src/indexes/data-index.ts clearDataIndex [level:batch]',
+];
+
 describe('FactStore: a crash at every machine operation (SimMachine.crashAtOp)', () => {
   afterAll(() => {
     console.log(
@@ -587,14 +672,21 @@ describe('FactStore: a crash at every machine operation (SimMachine.crashAtOp)',
   it(
     'recovers the golden state after some operation, never losing an acknowledged one; the rest of the workload then ends as without the crash',
     async () => {
-      await fc.assert(
-        fc.asyncProperty(configArb, fc.array(opArb, { minLength: 2, maxLength: 8 }), fc.array(crashArb, { minLength: 1, maxLength: 8 }), async (config, ops, crashes) => {
-          await crashEverywhere(config, ops, crashes, false);
-        }),
-        propertyParams(DEFAULT_WORKLOADS),
-      );
+      const property = fc.asyncProperty(configArb, fc.array(opArb, { minLength: 2, maxLength: 8 }), fc.array(crashArb, { minLength: 1, maxLength: 8 }), async (config, ops, crashes) => {
+        await crashEverywhere(config, ops, crashes, false);
+      });
+      const replaying = process.env.FACT_SEED !== undefined;
+      // Rounds of fresh random workloads until the crash-cycle budget is spent (one round when replaying).
+      for (let round = 0; round === 0 || (!replaying && counts.cycles < CRASH_CYCLES); round++) {
+        const params = { ...propertyParams(ROUND_WORKLOADS), numRuns: ROUND_WORKLOADS, ...(round === 0 ? { examples: COVERAGE_EXAMPLES } : {}) };
+        await assertReplayable(property, params, 'property-tests/store-crash-points.property.test.ts');
+      }
+      if (!replaying) expect(counts.cycles).toBeGreaterThanOrEqual(CRASH_CYCLES);
+      const gaps = crashSiteGaps(REQUIRED_CRASH_SITES);
+      expect(gaps.missing, `storage call sites never crashed at\n${crashSiteTable()}`).toEqual([]);
+      expect(gaps.unlisted, `storage call sites crashed at but not in REQUIRED_CRASH_SITES (add them)\n${crashSiteTable()}`).toEqual([]);
     },
-    propertyTimeoutMs(DEFAULT_WORKLOADS, 30_000),
+    Math.max(600_000, CRASH_CYCLES * CRASH_CYCLE_TIMEOUT_MS),
   );
 });
 
