@@ -58,6 +58,7 @@ const CHECK_EVERY = 5;
 const SETTLE_TIMEOUT_MS = 5_000;
 const PROJECTION = 'projection';
 const AUDIT = 'audit';
+const READER = 'reader';
 
 const TYPES = ['Opened', 'Enrolled', 'Closed'] as const;
 const COURSES = ['c1', 'c2', 'c3'] as const;
@@ -71,6 +72,10 @@ interface Config {
   segmentSizeBytes: number;
   checkpointEveryBytes: number;
   retainSegments: number;
+  /** The expensive checks and the crash inside recovery on every cycle (the coverage workloads). */
+  thorough?: boolean;
+  /** The data index is declared only from the first reopen on (built from events already there). */
+  lateIndex?: boolean;
 }
 
 interface EventSpec {
@@ -93,6 +98,8 @@ type Op =
   | { o: 'appendAck'; events: EventSpec[] }
   | { o: 'consumerAck'; back: number }
   | { o: 'reset'; back: number }
+  | { o: 'subscribe'; source: 'all' | 'tag'; back: number; live: EventSpec[] }
+  | { o: 'consume'; max: number }
   | { o: 'rebuild' }
   | { o: 'reopen' };
 
@@ -140,6 +147,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ o: fc.constant('appendAck' as const), events: eventsArb }) },
   { weight: 1, arbitrary: fc.record({ o: fc.constant('consumerAck' as const), back: fc.nat({ max: 3 }) }) },
   { weight: 1, arbitrary: fc.record({ o: fc.constant('reset' as const), back: fc.nat({ max: 5 }) }) },
+  { weight: 1, arbitrary: fc.record({ o: fc.constant('subscribe' as const), source: fc.constantFrom('all' as const, 'tag' as const), back: fc.nat({ max: 6 }), live: eventsArb }) },
+  { weight: 1, arbitrary: fc.record({ o: fc.constant('consume' as const), max: fc.integer({ min: 1, max: 4 }) }) },
   { weight: 1, arbitrary: fc.record({ o: fc.constant('rebuild' as const) }) },
   { weight: 1, arbitrary: fc.record({ o: fc.constant('reopen' as const) }) },
 );
@@ -176,12 +185,12 @@ interface Runner {
   log: RunLog;
 }
 
-function openStore(machine: SimMachine, config: Config): Promise<FactStore> {
+function openStore(machine: SimMachine, config: Config, first = false): Promise<FactStore> {
   return FactStore.open(DB, {
     ...machine.storeOptions(),
     wal: { sync: config.sync, segmentSizeBytes: config.segmentSizeBytes, retainSegments: config.retainSegments, syncIntervalMs: 10 },
     checkpointEveryBytes: config.checkpointEveryBytes,
-    indexes: { data: ['course'] },
+    indexes: { data: first && config.lateIndex === true ? [] : ['course'] },
   });
 }
 
@@ -285,12 +294,58 @@ async function runOp(r: Runner, ops: readonly Op[], index: number): Promise<stri
       const outcome = await settled(store.resetConsumer(PROJECTION, position));
       return outcome.ok ? `reset ${position}` : refusal(outcome.error);
     }
+    case 'subscribe':
+      return subscribeWhileAppending(store, op, index);
+    case 'consume': {
+      // A durable consumer resumes after its last durable ack; auto-ack acknowledges each event handled.
+      const consumer = store.consumer(READER, 'all', { autoAck: true });
+      const head = await store.head();
+      const seen: number[] = [];
+      try {
+        if (consumer.acknowledged < head) {
+          for await (const event of consumer) {
+            seen.push(event.position);
+            if (seen.length >= op.max || event.position >= head) break;
+          }
+        }
+      } finally {
+        await consumer.close();
+      }
+      return `consume ${seen.join(',')}`;
+    }
     case 'rebuild':
       return `rebuild ${(await store.rebuildIndexes()).events}`;
     case 'reopen':
       await r.store.close();
       r.store = await openStore(r.machine, r.config);
       return 'reopened';
+  }
+}
+
+/**
+ * Subscribes from a recent position while an append runs: the subscription must deliver exactly
+ * the matching events from there through the append's, in order, across its switch from the
+ * store (history) to live delivery.
+ */
+async function subscribeWhileAppending(store: FactStore, op: Extract<Op, { o: 'subscribe' }>, index: number): Promise<string> {
+  const from = Math.max(1, (await store.head()) + 1 - op.back);
+  const matches = (event: RecordedEvent) => op.source === 'all' || event.tags.includes('course:c1');
+  const subscription = store.subscribe(op.source === 'all' ? 'all' : { tag: 'course:c1' }, { from });
+  const seen: number[] = [];
+  try {
+    const appended = store.append(inputs(op.live.map((event) => ({ ...event, course: 'c1' })), `op${index}`));
+    const last = (await appended).position;
+    const expected = (await store.read('all', { from }).toArray()).filter((event) => event.position <= last && matches(event)).map((event) => event.position);
+    if (expected.length > 0) {
+      for await (const event of subscription) {
+        seen.push(event.position);
+        if (event.position >= expected[expected.length - 1]!) break;
+      }
+    }
+    expect(seen, `subscription to ${op.source} from ${from} while appending through ${last}`).toEqual(expected);
+    return `subscribe ${seen.join(',')}`;
+  } finally {
+    await subscription.close();
   }
 }
 
@@ -354,7 +409,7 @@ interface Golden {
 /** The run without a crash: results and the state after each operation. */
 async function goldenRun(config: Config, ops: readonly Op[]): Promise<Golden> {
   const machine = new SimMachine({ seed: config.seed });
-  const r: Runner = { machine, config, store: await openStore(machine, config), log: { results: [], pinned: new Map() } };
+  const r: Runner = { machine, config, store: await openStore(machine, config, true), log: { results: [], pinned: new Map() } };
   const states: State[] = [(await stateOf(r.store)).state];
   for (let index = 0; index < ops.length; index++) {
     r.log.results[index] = await runOp(r, ops, index);
@@ -380,15 +435,38 @@ async function dumpLevel(level: LossyLevel): Promise<{ indexes: string[]; rest: 
   return { indexes, rest };
 }
 
+function sameLedger(a: State, b: State): boolean {
+  return a.ledger.length === b.ledger.length && a.ledger.every((event, k) => event === b.ledger[k]);
+}
+
+function consumerPositions(state: State): Map<string, number> {
+  return new Map(state.consumers === '' ? [] : state.consumers.split(',').map((entry) => [entry.slice(0, entry.lastIndexOf('@')), Number(entry.slice(entry.lastIndexOf('@') + 1))]));
+}
+
+/** Every consumer as in `before` (= `after`), but READER anywhere from its position in `before` to that in `after`. */
+function readerBetween(before: State, after: State, state: State): boolean {
+  const [from, to, now] = [consumerPositions(before), consumerPositions(after), consumerPositions(state)];
+  for (const name of new Set([...from.keys(), ...to.keys(), ...now.keys()])) {
+    if (name === READER) continue;
+    if (from.get(name) !== now.get(name) || to.get(name) !== now.get(name)) return false;
+  }
+  const position = now.get(READER);
+  if (position === undefined) return !from.has(READER);
+  return position >= (from.get(READER) ?? 0) && position <= (to.get(READER) ?? 0);
+}
+
 /** Which golden states the recovered one may be: op boundaries j, and inside a group between its first and last append. */
 function matchState(golden: Golden, ops: readonly Op[], state: State, highest = golden.states.length - 1): { j: number; partial: boolean } | null {
   // The latest matching one: an operation that changed nothing leaves two equal states.
   for (let j = Math.min(highest, golden.states.length - 1); j >= 0; j--) {
     const candidate = golden.states[j]!;
-    if (candidate.consumers !== state.consumers) continue;
-    if (candidate.ledger.length === state.ledger.length && candidate.ledger.every((event, k) => event === state.ledger[k])) return { j, partial: false };
     const before = golden.states[j - 1];
-    if (ops[j - 1]?.o === 'group' && before !== undefined && before.consumers === state.consumers) {
+    if (candidate.consumers === state.consumers && sameLedger(candidate, state)) return { j, partial: false };
+    if (before === undefined) continue;
+    // A consume op acks event by event: in between, the reader is between where it was and where it ends.
+    if (ops[j - 1]?.o === 'consume' && sameLedger(before, state) && readerBetween(before, candidate, state)) return { j, partial: true };
+    // A group's appends commit one by one, in order.
+    if (ops[j - 1]?.o === 'group' && before.consumers === state.consumers && candidate.consumers === state.consumers) {
       const n = state.ledger.length;
       if (n > before.ledger.length && n < candidate.ledger.length && state.ledger.every((event, k) => event === candidate.ledger[k])) return { j, partial: true };
     }
@@ -452,7 +530,7 @@ async function crashCycle(config: Config, ops: readonly Op[], golden: Golden, k:
   machine.crashAtOp(k, { mode: crash.mode, seed: crash.seed });
   let died: boolean;
   const r: Runner = { machine, config, store: undefined as unknown as FactStore, log };
-  const opened = await settled(openStore(machine, config));
+  const opened = await settled(openStore(machine, config, true));
   if (!opened.ok) {
     if (!machine.halted) throw opened.error;
     died = true;
@@ -475,26 +553,14 @@ async function crashCycle(config: Config, ops: readonly Op[], golden: Golden, k:
   if (opened.ok) await withTimeout(settled(r.store.close()), `${where}: close of the dead store`);
   machine.restart();
 
-  if (heavy && crash.recoveryOps !== null) {
-    // Recovery crashes too; what a clean recovery of this very disk gives is the reference.
-    const reference = await cloneAndRecover(machine, config);
-    machine.crashAtOp(crash.recoveryOps, { mode: crash.mode, seed: crash.seed ^ 0x5bd1e995 });
-    const second = await settled(openStore(machine, config));
-    if (second.ok) await second.value.close();
-    if (machine.halted) {
-      counts.recoveryCrashes++;
-      const recoverySite = machine.crashSite!;
-      recordCrashSite(recoverySite.stack, `${recoverySite.device}:${recoverySite.kind}`);
-      machine.restart();
-    } else {
-      machine.disarm();
-      if (!second.ok) throw second.error;
+  if (config.thorough === true && site.device === 'level') {
+    // A crash inside maintenance: crash its recovery at every operation too (each on a copy).
+    for (let j = 0; ; j++) {
+      const copy = machine.clone();
+      if (!(await crashInRecovery(copy, config, golden, ops, j, { ...crash, seed: crash.seed + j }, `${where}, then in recovery at ${j}`))) break;
     }
-    const store = await openStore(machine, config);
-    const recovered = (await stateOf(store)).state;
-    await store.close();
-    if (crash.mode === 'process') expect(recovered, `${where}: a crash inside recovery changes its outcome`).toEqual(reference);
-    else expect(matchState(golden, ops, recovered), `${where}: after a crash inside recovery, a golden state`).not.toBeNull();
+  } else if (heavy && crash.recoveryOps !== null) {
+    await crashInRecovery(machine, config, golden, ops, crash.recoveryOps, crash, where);
   }
 
   const store = await openStore(machine, config);
@@ -503,10 +569,15 @@ async function crashCycle(config: Config, ops: readonly Op[], golden: Golden, k:
   const acked = log.results.length;
   for (let index = 0; index < acked; index++) expect(log.results[index], `${where}: result of op ${index} (${ops[index]!.o})`).toBe(golden.results[index]);
   const match = matchState(golden, ops, state, acked + 1);
-  expect(match, `${where}: the recovered state is the golden state after some operation up to the one in flight (acknowledged ${acked})`).not.toBeNull();
+  if (match === null) {
+    const show = (st: State) => `${st.ledger.length} events, consumers [${st.consumers}]`;
+    expect.fail(
+      `${where}: the recovered state (${show(state)}) is no golden state after an operation up to the one in flight (acknowledged ${acked}); golden: ${golden.states.map((st, j) => `after op ${j - 1}: ${show(st)}`).join('; ')}`,
+    );
+  }
   const durableAcks = config.sync === 'always' || crash.mode === 'process';
   if (durableAcks) {
-    expect(match!.j, `${where}: acknowledged operations 1..${acked} survive`).toBeGreaterThanOrEqual(acked);
+    expect(match.j, `${where}: acknowledged operations 1..${acked} survive`).toBeGreaterThanOrEqual(acked);
     for (const [position, dump] of log.pinned) {
       expect(events[position - 1] === undefined ? 'missing' : exactDump(events[position - 1]), `${where}: acknowledged event ${position} byte for byte`).toBe(dump);
       counts.ackedEventsChecked++;
@@ -529,12 +600,12 @@ async function crashCycle(config: Config, ops: readonly Op[], golden: Golden, k:
     r.store = await openStore(machine, config);
   }
 
-  if (!match!.partial) {
+  if (!match.partial) {
     // Go on from the recovered state: the rest of the workload must end as the golden run did.
     counts.continued++;
     r.log = { results: [], pinned: new Map() };
-    expect(await runOps(r, ops, match!.j)).toBe(false);
-    for (let index = match!.j; index < ops.length; index++) {
+    expect(await runOps(r, ops, match.j)).toBe(false);
+    for (let index = match.j; index < ops.length; index++) {
       expect(r.log.results[index], `${where}: after recovery, result of op ${index} (${ops[index]!.o})`).toBe(golden.results[index]);
     }
     const final = await openStore(machine, config);
@@ -544,6 +615,35 @@ async function crashCycle(config: Config, ops: readonly Op[], golden: Golden, k:
   } else {
     await r.store.close();
   }
+}
+
+/**
+ * Recovery crashes at its machine operation `j`; what a clean recovery of the same disk gives is
+ * the reference: the same state after a process crash, a golden state after a power loss.
+ * Returns whether the crash struck (false: recovery made fewer operations).
+ */
+async function crashInRecovery(machine: SimMachine, config: Config, golden: Golden, ops: readonly Op[], j: number, crash: Crash, where: string): Promise<boolean> {
+  const reference = await cloneAndRecover(machine, config);
+  machine.crashAtOp(j, { mode: crash.mode, seed: crash.seed ^ 0x5bd1e995 });
+  const second = await settled(openStore(machine, config));
+  if (second.ok) await second.value.close();
+  const struck = machine.halted;
+  if (struck) {
+    counts.cycles++;
+    counts.recoveryCrashes++;
+    const recoverySite = machine.crashSite!;
+    recordCrashSite(recoverySite.stack, `${recoverySite.device}:${recoverySite.kind}`);
+    machine.restart();
+  } else {
+    machine.disarm();
+    if (!second.ok) throw second.error;
+  }
+  const store = await openStore(machine, config);
+  const recovered = (await stateOf(store)).state;
+  await store.close();
+  if (crash.mode === 'process') expect(recovered, `${where}: a crash inside recovery at ${j} changes its outcome`).toEqual(reference);
+  else expect(matchState(golden, ops, recovered), `${where}: after a crash inside recovery at ${j}, a golden state`).not.toBeNull();
+  return struck;
 }
 
 /** The state a clean recovery gives from the machine's current disk (on a copy). */
@@ -574,7 +674,7 @@ async function crashEverywhere(config: Config, ops: readonly Op[], crashes: read
   for (let k = 0; k < golden.machineOps; k++) {
     const crash = crashes[k % crashes.length]!;
     try {
-      await crashCycle(config, ops, golden, k, crash, checkAll || k % CHECK_EVERY === 0);
+      await crashCycle(config, ops, golden, k, crash, checkAll || config.thorough === true || k % CHECK_EVERY === 0);
     } catch (error) {
       if (error instanceof Error) error.message += `\n  (config ${JSON.stringify(config)}, k ${k} of ${golden.machineOps}, crash ${JSON.stringify(crash)})`;
       throw error;
@@ -627,6 +727,12 @@ const COVERAGE_EXAMPLES: [Config, Op[], Crash[]][] = [
     ],
     [{ mode: 'power-loss', seed: 21, recoveryOps: 2 }],
   ],
+  [
+    // A crash at every operation of a short life, and inside its recovery at every operation too.
+    { seed: 3, sync: 'always', segmentSizeBytes: 1024, checkpointEveryBytes: 512, retainSegments: 0, thorough: true, lateIndex: true },
+    [{ o: 'append', events: [ev('Opened', 'c1', 1), ev('Enrolled', 'c1', 2)], ids: false, condition: null }, { o: 'reopen' }, { o: 'rebuild' }],
+    Array.from({ length: 17 }, (_, ops): Crash => ({ mode: ops % 4 === 3 ? 'process' : 'power-loss', seed: 30 + ops, recoveryOps: ops })),
+  ],
 ];
 
 /** Every storage call site of the WAL, apply, checkpoint, rebuild and recovery code that FactStore reaches. */
@@ -660,6 +766,7 @@ const REQUIRED_CRASH_SITES = [
   'src/ledger/recovery.ts settleIdSeed [level:put]',
   'src/indexes/rebuild.ts clearRebuildShadow [level:batch]',
   'src/indexes/data-index.ts clearDataIndex [level:batch]',
+  'src/indexes/data-index.ts clearUnrecordedDataIndexes [level:batch]',
 ];
 
 describe('FactStore: a crash at every machine operation (SimMachine.crashAtOp)', () => {
