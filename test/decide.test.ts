@@ -7,7 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FactStore, Query } from '../src/index.js';
+import { FactError, FactStore, Query } from '../src/index.js';
+import type { SimFileSystem } from '../src/testing/index.js';
 import type { EventInput, FactStoreOptions, RecordedEvent } from '../src/index.js';
 import { DECISION_TAG_POSITIONS_MAX } from '../src/query/decision-reads.js';
 import { classicBackend, expectFactError, memoryBackend, positionsOf, type OptionsFor } from './support/backends.js';
@@ -278,3 +279,53 @@ function describeDecide(name: string, makeBackend: () => OptionsFor) {
 
 describeDecide('memory-level', memoryBackend);
 describeDecide('classic-level', classicBackend);
+
+// Found by test/store-kill.test.ts: a decision that appended nothing resolved while the append
+// it saw (an earlier one of the same group) was not durable yet, so a kill could lose what it had
+// decided on (decidedAt past the head after the restart). Refusals caused by the group's own
+// appends were reported early the same way.
+describe('results that depend on appends of the same group wait until those are durable', () => {
+  const claim = { type: 'Claimed', tags: ['slot'] };
+  const cases: [string, (db: FactStore) => Promise<unknown>][] = [
+    ['a synchronous decision that appends nothing', (db) => db.decide(Query.tags('slot'), () => null)],
+    ['an asynchronous decision that appends nothing', (db) => db.decide(Query.tags('slot'), () => Promise.resolve(null))],
+    ['a condition failed by the earlier append', (db) => db.append(claim, { failIfEventsMatch: Query.tags('slot'), after: 0 })],
+    ["an expectation failed by the earlier append's stream version", (db) => db.appendStream('s-1', claim, { expect: 'none' })],
+    ['an id the earlier append is appending', (db) => db.append({ ...claim, id: 'claim-1' })],
+  ];
+
+  it.each(cases)('%s settles after the earlier append resolved, with what it saw', async (_, second) => {
+    const db = await FactStore.open('/db', { ...memoryBackend()('/db') });
+    try {
+      const order: string[] = [];
+      const first = db.appendStream('s-1', { ...claim, id: 'claim-1' }).then((result) => (order.push('first'), result));
+      const then = second(db).then(
+        (result) => (order.push('second'), result),
+        (error: unknown) => (order.push('second'), error),
+      );
+      const [firstResult, secondResult] = await Promise.all([first, then]);
+      expect(order).toEqual(['first', 'second']);
+      expect(firstResult.position).toBe(1);
+      if (secondResult instanceof FactError) expect(['FACT_CONCURRENCY', 'FACT_DUPLICATE_EVENT_ID']).toContain(secondResult.code);
+      else expect((secondResult as { decidedAt: number }).decidedAt).toBe(1);
+      expect(await db.head()).toBe(1);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it.each(cases)('%s fails with the group when its fdatasync fails (it saw an event that was never committed)', async (_, second) => {
+    const backend = memoryBackend();
+    const options = backend('/db');
+    const db = await FactStore.open('/db', options);
+    try {
+      (options.fs as SimFileSystem).injectFault({ op: 'datasync', path: 'wal', error: 'EIO' });
+      const first = db.appendStream('s-1', { ...claim, id: 'claim-1' }).then(() => 'resolved', (error: unknown) => (error as FactError).code);
+      const then = second(db).then(() => 'resolved', (error: unknown) => (error as FactError).code);
+      expect(await first).toBe('FACT_WAL_POISONED');
+      expect(await then).toBe('FACT_WAL_POISONED');
+    } finally {
+      await db.close().catch(() => undefined);
+    }
+  });
+});

@@ -11,7 +11,7 @@ import { prepareEvents, type PreparedEvents } from '../model/validation.js';
 import { freezeEvent, type DecisionReads } from '../query/decision-reads.js';
 import { recordSizeBytes } from '../storage/commit-record.js';
 import type { GeneratedIds } from '../model/ids.js';
-import type { RecordedEvent, StreamExpectation } from '../model/types.js';
+import type { AppendResult, RecordedEvent, StreamExpectation } from '../model/types.js';
 import type { LedgerReader } from '../query/ledger-reader.js';
 import type { MergedReads } from '../query/merged-reads.js';
 import type { UnappliedTail } from '../query/tail.js';
@@ -53,6 +53,19 @@ export interface Plan {
   planned: PlannedAppend[];
   /** Requests left for the next group, in order: a decision's events did not fit this one. */
   deferred: AppendRequest[];
+  /**
+   * Requests settled after seeing this group's planned appends (a decision that appends nothing
+   * or goes on outside, a conflict, a failed expectation, an id being appended): a crash or a
+   * failed fdatasync could still undo what they saw, so they settle only once the group is
+   * durable, like its appends, and fail with it.
+   */
+  settleWhenDurable: { request: AppendRequest; result: AppendResult | FactError }[];
+}
+
+/** Resolves or rejects a request with what planning decided for it. */
+export function settleRequest(request: AppendRequest, result: AppendResult | FactError): void {
+  if (result instanceof FactError) request.reject(result);
+  else request.resolve(result);
 }
 
 export interface PlannerParts {
@@ -122,12 +135,17 @@ export class Planner {
     const planned: PlannedAppend[] = [];
     let plannedBytes = 0;
     let plannedAcksBytes = 0;
+    const settleWhenDurable: Plan['settleWhenDurable'] = [];
+    const settle = (request: AppendRequest, result: AppendResult | FactError) => {
+      if (planned.length === 0) settleRequest(request, result);
+      else settleWhenDurable.push({ request, result });
+    };
     for (let requestIndex = 0; requestIndex < group.length; requestIndex++) {
       const request = group[requestIndex]!;
-      if (request.decision && !this.#decide(request, decisionEvents![requestIndex]!, planned, limits)) continue;
+      if (request.decision && !this.#decide(request, decisionEvents![requestIndex]!, planned, limits, settle)) continue;
       // Decided sizes were not known when the group was taken: what no longer fits waits, in order.
       if (planned.length > 0 && recordSizeBytes(plannedBytes + request.chunksSizeBytes, plannedAcksBytes + request.acksSizeBytes) > limits.groupBytes) {
-        return { planned, deferred: group.slice(requestIndex) };
+        return { planned, deferred: group.slice(requestIndex), settleWhenDurable };
       }
       const { events } = request;
       const reserved = existingIds.reserved.size > 0 ? events.ids.find((id) => id !== null && existingIds.reserved.has(id)) : undefined;
@@ -149,7 +167,8 @@ export class Planner {
       // Generated UUIDs collide with nothing: only caller-chosen ids can repeat within a group.
       const duplicate = events.callerIds ? events.ids.find((id) => id !== null && groupIds.has(id)) : undefined;
       if (duplicate !== undefined) {
-        request.reject(
+        settle(
+          request,
           new FactError('FACT_DUPLICATE_EVENT_ID', `${request.method}: event id ${duplicate} is already being appended by a concurrent append`, {
             details: { id: duplicate },
           }),
@@ -160,7 +179,8 @@ export class Planner {
         // Conflicts among the earlier appends of this group, checked in memory.
         const conflict = Math.max(committedConflicts?.[requestIndex] ?? 0, latestPlannedMatch(planned, request.condition));
         if (conflict > 0) {
-          request.reject(
+          settle(
+            request,
             new FactError(
               'FACT_CONCURRENCY',
               `${request.method}: condition failed: the event at position ${conflict} matches failIfEventsMatch and came after position ${request.condition.after}`,
@@ -175,7 +195,8 @@ export class Planner {
         const version = versions.get(request.stream);
         const violation = expectationViolation(request.expect, version);
         if (violation) {
-          request.reject(
+          settle(
+            request,
             new FactError('FACT_CONCURRENCY', `appendStream: stream ${request.stream} ${violation} (expected ${String(request.expect)}, actual version ${version})`, {
               details: { stream: request.stream, expected: request.expect, actual: version },
             }),
@@ -192,7 +213,7 @@ export class Planner {
       plannedBytes += request.chunksSizeBytes;
       plannedAcksBytes += request.acksSizeBytes;
     }
-    return { planned, deferred: [] };
+    return { planned, deferred: [], settleWhenDurable };
   }
 
   /**
@@ -200,10 +221,16 @@ export class Planner {
    * appends. True when it returned events to plan now (request.events is then set); otherwise
    * the request is settled here.
    */
-  #decide(request: AppendRequest, committed: readonly RecordedEvent[], planned: readonly PlannedAppend[], limits: PlanLimits): boolean {
+  #decide(
+    request: AppendRequest,
+    committed: readonly RecordedEvent[],
+    planned: readonly PlannedAppend[],
+    limits: PlanLimits,
+    settle: (request: AppendRequest, result: AppendResult) => void,
+  ): boolean {
     const decision = request.decision!;
     const decidedAt = this.#parts.state.nextPosition - 1;
-    const nothing = () => request.resolve({ position: decidedAt, count: 0 });
+    const nothing = () => settle(request, { position: decidedAt, count: 0 });
     if (decision.signal?.aborted) {
       request.reject(asError(decision.signal.reason));
       return false;

@@ -14,7 +14,7 @@ import type { Wal } from '../wal/wal.js';
 import type { Applier } from './applier.js';
 import type { Checkpointer } from './checkpointer.js';
 import type { ConflictCheck } from './conflicts.js';
-import type { Planner } from './planner.js';
+import { settleRequest, type Plan, type Planner } from './planner.js';
 import { sizeAppend, type AppendRequest, type CheckedCondition, type DecisionRequest, type PlannedAppend, type VersionPrefetch } from './requests.js';
 import type { DecisionReads } from '../query/decision-reads.js';
 import type { HeadWatch } from '../query/head-watch.js';
@@ -49,6 +49,8 @@ interface LoggedGroup {
   acks: ConsumerAck[];
   /** Resolves with the record's LSN once durable. */
   logged: Promise<number>;
+  /** Decisions that saw this group's appends: settled with them (Plan.settleWhenDurable). */
+  settleWhenDurable: Plan['settleWhenDurable'];
 }
 
 /** An append validated and sized, not yet queued: enqueue stamps it and gives it its promise. */
@@ -289,6 +291,7 @@ export class Writer {
         }),
       );
       for (const append of planned) append.request.reject(failure);
+      for (const { request } of issued.settleWhenDurable) request.reject(failure);
       return;
     }
     // Durable: visible to reads from now on (through the tail), applied to LevelDB in the background.
@@ -315,6 +318,7 @@ export class Writer {
         append.request.stream === '' ? { position: last, count } : { position: last, count, streamPosition: append.firstStreamPosition + count - 1 },
       );
     }
+    for (const { request, result } of issued.settleWhenDurable) settleRequest(request, result);
     // Subscribers read what the callers were told is durable, in the same turn.
     watch.moved();
     // Building the apply batch takes main-thread time: after the callers resumed, not before.
@@ -327,10 +331,12 @@ export class Writer {
   async #planAndLog(group: AppendRequest[]): Promise<LoggedGroup | null> {
     const { planner, state, versions, arena, wal } = this.#parts;
     let planned: PlannedAppend[];
+    let settleWhenDurable: Plan['settleWhenDurable'];
     try {
       const reads = planner.read(group);
       const plan = planner.plan(group, reads instanceof Promise ? await reads : reads, { groupBytes: this.#groupLimitBytes(), recordBytes: wal.maxRecordSizeBytes });
       planned = plan.planned;
+      settleWhenDurable = plan.settleWhenDurable;
       // Decisions sized only once decided may not all fit: the rest go first into the next group.
       if (plan.deferred.length > 0) this.#queue.unshift(...plan.deferred);
     } catch (error) {
@@ -341,7 +347,11 @@ export class Writer {
       state.nextPosition = state.head + 1;
       return null;
     }
-    if (planned.length === 0) return null;
+    if (planned.length === 0) {
+      // Nothing planned, so nothing was deferred (kept for safety: never leave a request hanging).
+      for (const { request, result } of settleWhenDurable) settleRequest(request, result);
+      return null;
+    }
     const chunks = planned.length === 1 ? planned[0]!.chunks : planned.flatMap((append) => append.chunks);
     let chunksSizeBytes = 0;
     let acksSizeBytes = 0;
@@ -356,11 +366,11 @@ export class Writer {
     if (acks.length > 0) {
       const { payload, chunkBytes } = encodeCommitWithAcks(planned[0]!.firstPosition, chunks, acks, arena.allocate);
       assert(payload.length === recordSizeBytes(chunksSizeBytes, acksSizeBytes), 'the record is as large as #takeGroup reckoned');
-      return { planned, payload, chunkBytes, acks, logged: wal.append(payload, { type: WAL_RECORD_COMMIT_ACKS }) };
+      return { planned, payload, chunkBytes, acks, settleWhenDurable, logged: wal.append(payload, { type: WAL_RECORD_COMMIT_ACKS }) };
     }
     // From the arena: the ledger keeps views of it (the chunks) until they are applied.
     const { payload, chunkBytes } = encodeCommitChunks(planned[0]!.firstPosition, chunks, arena.allocate);
     assert(payload.length === recordSizeBytes(chunksSizeBytes, 0), 'the commit record is as large as #takeGroup reckoned');
-    return { planned, payload, chunkBytes, acks, logged: wal.append(payload, { type: WAL_RECORD_COMMIT }) };
+    return { planned, payload, chunkBytes, acks, settleWhenDurable, logged: wal.append(payload, { type: WAL_RECORD_COMMIT }) };
   }
 }
