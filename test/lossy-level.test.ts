@@ -85,4 +85,25 @@ describe('LossyLevel crash model', () => {
     expect((await db.keys(VIEW).all()).map((bytes) => bytes[0])).toEqual([2, 3]);
     await db.close();
   });
+
+  it('a failed write is not in the database, but may come back after a crash (its log record may have been written), never after a flush', async () => {
+    const db = new LossyLevel();
+    await db.open();
+    await db.put(key(1), key(1), VIEW);
+    db.failWrite({ code: 'EIO', syncOnly: true });
+    await expect(db.put(key(2), key(2), SYNCED)).rejects.toMatchObject({ code: 'LEVEL_IO_ERROR' });
+    expect(await db.get(key(2), VIEW)).toBeUndefined();
+    const outcomes = new Set<string>();
+    for (let seed = 0; seed < SEEDS; seed++) {
+      outcomes.add(`power:${(await afterPowerLoss(db, seed)).keys.join(',')}`);
+      const killed = db.crash(mulberry32(seed), 'process');
+      await killed.open();
+      outcomes.add(`process:${(await killed.keys(VIEW).all()).map((bytes) => bytes[0]).join(',')}`);
+      await killed.close();
+    }
+    expect([...outcomes].sort()).toEqual(['power:', 'power:1', 'power:1,2', 'power:2', 'process:1', 'process:1,2']);
+    await db.compactRange(key(0), key(0));
+    for (let seed = 0; seed < 50; seed++) expect((await afterPowerLoss(db, seed)).keys).toEqual([1]);
+    await db.close();
+  });
 });

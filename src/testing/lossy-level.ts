@@ -33,7 +33,10 @@
  * Faults, like LevelDB's: `failFlush()` makes the next compactRange resolve without making
  * anything durable and leaves a sticky background error, so every later write fails (LevelDB's
  * CompactRange drops its flush's status; its writes then yield the background error);
- * `failWrite()` fails a chosen write with EIO or ENOSPC. Errors look like classic-level's
+ * `failWrite()` fails a chosen write with EIO or ENOSPC; the failed write is not in the database,
+ * but its record may have reached LevelDB's log ("may or may not show up when the DB is
+ * re-opened", db_impl.cc), so a later crash, even a process crash, may bring it back (never once
+ * a flush has retired that log). Errors look like classic-level's
  * (`code` 'LEVEL_IO_ERROR', message "IO error: …"). A crash clears them, like a reopen.
  *
  * The old object stays usable, so a "zombie" store of the crashed process can keep writing to
@@ -77,6 +80,11 @@ interface UnsyncedBatch {
   ops: LossyOp[];
   /** Written with `sync: true`: LevelDB fsynced its log after it. */
   sync: boolean;
+  /**
+   * The write failed (failWrite): not in the database now, but LevelDB may have put its record
+   * in the log, so it may show up after a crash and reopen ("may or may not", db_impl.cc).
+   */
+  failed?: true;
 }
 
 /** The memory-level (abstract-level) private methods this class wraps; they are not in its types. */
@@ -187,7 +195,7 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
   }
 
   /** Throws the error a write gets now, if any. */
-  #checkWrite(options: object): void {
+  #checkWrite(options: object, ops: LossyOp[]): void {
     if (this.#backgroundError) throw this.#backgroundError;
     const sync = (options as { sync?: unknown }).sync === true;
     const fault = this.#writeFault;
@@ -198,6 +206,8 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
         const error = levelIoError(fault.code, sync ? '000003.log (sync)' : '000003.log');
         if (fault.sticky === true) this.#backgroundError = error;
         this.#writeFault = null;
+        // The log record may have been written (fully or not) before the failure: a ghost.
+        this.#unsynced.push({ ops, sync, failed: true });
         throw error;
       }
     }
@@ -218,29 +228,31 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
     // Durable content, then what a process crash kept unsynced (still unsynced, still losable).
     const puts = [...this.#durable.values()].map(({ key, value }) => ({ type: 'put' as const, key, value }));
     await base._batch.call(this, puts, {});
-    for (const batch of this.#unsynced) await base._batch.call(this, batch.ops, {});
+    for (const batch of this.#unsynced) if (batch.failed !== true) await base._batch.call(this, batch.ops, {});
   }
 
   /** @internal */
   async _put(key: Uint8Array, value: Uint8Array, options: object): Promise<void> {
-    this.#checkWrite(options);
-    this.#record([{ type: 'put', key: key.slice(), value: value.slice() }], options);
+    const ops: LossyOp[] = [{ type: 'put', key: key.slice(), value: value.slice() }];
+    this.#checkWrite(options, ops);
+    this.#record(ops, options);
     await base._put.call(this, key, value, options);
   }
 
   /** @internal */
   async _del(key: Uint8Array, options: object): Promise<void> {
-    this.#checkWrite(options);
-    this.#record([{ type: 'del', key: key.slice() }], options);
+    const ops: LossyOp[] = [{ type: 'del', key: key.slice() }];
+    this.#checkWrite(options, ops);
+    this.#record(ops, options);
     await base._del.call(this, key, options);
   }
 
   /** @internal */
   async _batch(operations: readonly { type: 'put' | 'del'; key: Uint8Array; value?: Uint8Array }[], options: object): Promise<void> {
-    this.#checkWrite(options);
     const batch: LossyOp[] = operations.map((op) =>
       op.type === 'put' ? { type: 'put', key: op.key.slice(), value: (op.value ?? new Uint8Array(0)).slice() } : { type: 'del', key: op.key.slice() },
     );
+    this.#checkWrite(options, batch);
     this.#record(batch, options);
     await base._batch.call(this, operations, options);
   }
@@ -283,7 +295,9 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
       this.#flushFault = null;
     }
     if (this.#backgroundError) return;
-    for (const batch of this.#unsynced.slice(0, covered)) applyBatch(this.#durable, batch);
+    // The flush writes the memtable, which never held a failed write: LevelDB's next log replay
+    // (at open) no longer reads the old log, so a ghost before the flush is gone for good.
+    for (const batch of this.#unsynced.slice(0, covered)) if (batch.failed !== true) applyBatch(this.#durable, batch);
     this.#unsynced = this.#unsynced.slice(covered);
     this.#barriers += 1;
   }
@@ -297,7 +311,10 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
     const unsynced = this.#unsynced;
     const all = unsynced.map((_, index) => index);
     if (mode === 'process') {
-      return LossyLevel.#afterCrash(this, this.#durable, unsynced, { mode, strategy: 'all', unsynced: unsynced.length, kept: all, logSwitch: 0, forced: [] });
+      // The page cache keeps the log; a failed write's record is there or not.
+      const kept = all.filter((index) => unsynced[index]!.failed !== true || rng() < 0.5);
+      const replayed = kept.map((index) => ({ ops: unsynced[index]!.ops, sync: unsynced[index]!.sync }));
+      return LossyLevel.#afterCrash(this, this.#durable, replayed, { mode, strategy: 'all', unsynced: unsynced.length, kept, logSwitch: 0, forced: [] });
     }
     // Where LevelDB's logs began: [0, flushed) was in logs already flushed (durable), [flushed,
     // logSwitch) in the older log (closed unsynced), [logSwitch, n) in the current one.
@@ -305,17 +322,19 @@ export class LossyLevel extends MemoryLevel<Uint8Array, Uint8Array> {
     const logSwitch = n === 0 || rng() < 0.5 ? 0 : 1 + Math.floor(rng() * n);
     const flushed = logSwitch === 0 || rng() < 0.7 ? 0 : Math.floor(rng() * (logSwitch + 1));
     const forced = new Set<number>();
-    for (let index = 0; index < flushed; index++) forced.add(index);
+    for (let index = 0; index < flushed; index++) if (unsynced[index]!.failed !== true) forced.add(index);
     for (const [start, end] of [
       [flushed, logSwitch],
       [logSwitch, n],
     ] as const) {
       // A synced write fsynced its log: it and everything before it in that log survive.
       let lastSync = -1;
-      for (let index = start; index < end; index++) if (unsynced[index]!.sync) lastSync = index;
-      for (let index = start; index <= lastSync; index++) forced.add(index);
+      for (let index = start; index < end; index++) if (unsynced[index]!.sync && unsynced[index]!.failed !== true) lastSync = index;
+      // A failed write's record may be torn or missing even in a synced log: never forced.
+      for (let index = start; index <= lastSync; index++) if (unsynced[index]!.failed !== true) forced.add(index);
     }
-    const losable = all.filter((index) => !forced.has(index));
+    // A failed write in a flushed log is gone: the flush wrote the memtable (without it) and LevelDB then deleted that log.
+    const losable = all.filter((index) => !forced.has(index) && !(index < flushed && unsynced[index]!.failed === true));
     const draw = rng();
     // Mostly arbitrary subsets (holes), sometimes the plain cases.
     const strategy: LossyStrategy = draw < 0.55 ? 'subset' : draw < 0.8 ? 'prefix' : draw < 0.9 ? 'all' : 'none';
