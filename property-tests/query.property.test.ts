@@ -9,7 +9,8 @@
  * (conditional) appends. Data fields are declared at open or indexed on first use, mid-run.
  *
  * Laws:
- * 1. read({ query }, options) equals read('all') filtered by matchesQuery, with from (inclusive),
+ * 1. read({ query }, options) equals read('all') filtered by the independent oracle (oracle/dcb-oracle.ts,
+ *    written from the DCB spec, sharing no code with the production matcher), with from (inclusive),
  *    direction and limit applied;
  * 2. a conditional append succeeds exactly when no event after `after` matches; a failure is
  *    FACT_CONCURRENCY { expected: after, actual: the latest matching position } and writes nothing;
@@ -31,7 +32,7 @@ import { FactError, FactStore, Query } from '../src/index.js';
 import { SimFileSystem } from '../src/testing/index.js';
 import type { AppendResult, EventInput, QueryItem, ReadOptions, RecordedEvent } from '../src/index.js';
 import { VIEW } from '../src/storage/level.js';
-import { matchesQuery } from '../src/model/query.js';
+import { conflictingPosition, expectedRead as oracleRead, queryMatches } from './oracle/dcb-oracle.js';
 import { propertyParams, propertyTimeoutMs } from './settings.js';
 
 const DEFAULT_RUNS_READS = 40;
@@ -175,20 +176,14 @@ function scenarioArb(options: { large: boolean; weights: { read: number; append:
 
 // ------------------------------------------------------------------------------------ the model
 
-/** What read({ query }, options) must return: the brute-force filter of read('all'). */
-function expectedRead(all: readonly RecordedEvent[], query: Query, options: { from: number | undefined; direction: 'forward' | 'backward'; limit: number | undefined }): number[] {
-  let matching = all.filter((event) => matchesQuery(query, event)).map((event) => event.position);
-  if (options.direction === 'backward') matching.reverse();
-  const { from } = options;
-  if (from !== undefined) matching = matching.filter((position) => (options.direction === 'forward' ? position >= from : position <= from));
-  return options.limit === undefined ? matching : matching.slice(0, options.limit);
+/** What read({ query }, options) must return: the oracle's filter of read('all'). */
+function expectedRead(all: readonly RecordedEvent[], query: QuerySpec, options: { from: number | undefined; direction: 'forward' | 'backward'; limit: number | undefined }): number[] {
+  return oracleRead(all, { query }, options).map((event) => event.position);
 }
 
-/** The latest position > after among `events` matching the query, or 0. */
-function latestConflict(events: readonly RecordedEvent[], query: Query, after: number): number {
-  let latest = 0;
-  for (const event of events) if (event.position > after && matchesQuery(query, event)) latest = Math.max(latest, event.position);
-  return latest;
+/** The latest position > after among `events` matching the query, or 0 (the oracle's verdict). */
+function latestConflict(events: readonly RecordedEvent[], query: QuerySpec, after: number): number {
+  return conflictingPosition(events, { failIfEventsMatch: query, after });
 }
 
 const sameContent = (event: RecordedEvent) => ({ type: event.type, tags: event.tags, data: event.data });
@@ -225,7 +220,7 @@ async function runScenario(scenario: Scenario): Promise<void> {
           const actual = await db.read({ query }, options).toArray();
           for (const field of query.dataFields) indexed.add(field);
           const all = await db.read('all').toArray();
-          expect(actual.map((event) => event.position)).toEqual(expectedRead(all, query, { from, direction: command.direction, limit: command.limit }));
+          expect(actual.map((event) => event.position)).toEqual(expectedRead(all, command.query, { from, direction: command.direction, limit: command.limit }));
           // The events themselves are the ledger's.
           for (const event of actual) expect(event).toEqual(all[event.position - 1]);
           // toArray() reads in one batch; iterating streams: both read the same.
@@ -238,7 +233,7 @@ async function runScenario(scenario: Scenario): Promise<void> {
           const query = toQuery(command.query ?? 'all');
           const after = command.after === undefined ? undefined : command.after % (head + 3);
           const all = await db.read('all').toArray();
-          const conflict = latestConflict(all, query, after ?? 0);
+          const conflict = latestConflict(all, command.query ?? 'all', after ?? 0);
           const outcome = await db.append(command.events, { failIfEventsMatch: query, ...(after === undefined ? {} : { after }) }).catch((error: unknown) => error);
           for (const field of query.dataFields) indexed.add(field);
           if (conflict === 0) {
@@ -266,7 +261,7 @@ async function runScenario(scenario: Scenario): Promise<void> {
           const result = await db.decide(query, command.asynchronous ? (events) => Promise.resolve(decider(events)) : decider);
           for (const field of query.dataFields) indexed.add(field);
           // Alone, no conflict: the decider saw every match, in order, as the ledger holds it.
-          expect(seen!.map((event) => event.position)).toEqual(expectedRead(all, query, { from: undefined, direction: 'forward', limit: undefined }));
+          expect(seen!.map((event) => event.position)).toEqual(expectedRead(all, command.query, { from: undefined, direction: 'forward', limit: undefined }));
           for (const event of seen!) expect(event).toEqual(all[event.position - 1]);
           expect(result.decidedAt).toBe(head);
           expect(result.attempts).toBe(1);
@@ -337,7 +332,7 @@ async function runBurst(db: FactStore, head: number, appends: readonly Condition
     const count = call.spec.events.length;
     expect(outcome.value, `burst append ${index}`).toEqual({ position: nextPosition + count - 1, count });
     expect(all.slice(nextPosition - 1, nextPosition - 1 + count).map(sameContent)).toEqual(call.spec.events.map(inputContent));
-    if (call.query !== null && call.decision === null) expect(latestConflict(all.slice(0, nextPosition - 1), call.query, call.after), `burst append ${index}`).toBe(0);
+    if (call.query !== null && call.decision === null) expect(latestConflict(all.slice(0, nextPosition - 1), call.spec.query!, call.after), `burst append ${index}`).toBe(0);
     model.push(...call.spec.events);
     nextPosition += count;
   }
@@ -349,7 +344,7 @@ async function runBurst(db: FactStore, head: number, appends: readonly Condition
       if (outcome.status === 'fulfilled') continue;
       const actual = ((outcome.reason as FactError).details as { actual: number }).actual;
       expect(actual, `burst append ${index}`).toBeGreaterThan(call.after);
-      expect(matchesQuery(call.query!, all[actual - 1]!), `burst append ${index}: the conflict matches`).toBe(true);
+      expect(queryMatches(call.spec.query!, all[actual - 1]!), `burst append ${index}: the conflict matches`).toBe(true);
     }
     return;
   }
@@ -362,14 +357,14 @@ async function runBurst(db: FactStore, head: number, appends: readonly Condition
       // A synchronous decision runs in the writer's turn: it sees exactly what came before it and never conflicts.
       expect(outcome.status, `burst decision ${index} succeeds`).toBe('fulfilled');
       expect(call.decision.seen!.map((event) => event.position), `burst decision ${index} saw every match before it`).toEqual(
-        expectedRead(visible, call.query, { from: undefined, direction: 'forward', limit: undefined }),
+        expectedRead(visible, call.spec.query!, { from: undefined, direction: 'forward', limit: undefined }),
       );
       expect((outcome as PromiseFulfilledResult<AppendResult>).value.position, `burst decision ${index} is planned in call order`).toBe(position + call.spec.events.length - 1);
       visible.push(...all.slice(position - 1, position - 1 + call.spec.events.length));
       position += call.spec.events.length;
       continue;
     }
-    const conflict = call.query === null ? 0 : latestConflict(visible, call.query, call.after);
+    const conflict = call.spec.query === null ? 0 : latestConflict(visible, call.spec.query, call.after);
     if (conflict === 0) {
       expect(outcome.status, `burst append ${index} should succeed`).toBe('fulfilled');
       expect((outcome as PromiseFulfilledResult<AppendResult>).value.position, `burst append ${index} is planned in call order`).toBe(position + call.spec.events.length - 1);

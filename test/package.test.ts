@@ -74,7 +74,7 @@ describe('the published package', () => {
 
   it("plain Node imports 'factstore/testing': the doubles for crash tests", () => {
     const names = exportsOf('factstore/testing');
-    expect(names).toEqual(['LossyLevel', 'SimCrashError', 'SimFileSystem', 'SimMachine', 'mulberry32']);
+    expect(names).toEqual(['CLASSIC_LEVEL_CLEAR_BATCH_SIZE_BYTES', 'LossyLevel', 'SimCrashError', 'SimFileSystem', 'SimMachine', 'mulberry32']);
   });
 
   it("factstore/testing's doubles crash a store built from dist in plain Node", () => {

@@ -5,8 +5,8 @@
  */
 export { SimMachine } from './sim-machine.js';
 export type { SimMachineOptions, SimMachineCrashOptions, SimMachineCrashReport, SimMachineCrashSite, SimMachineDying } from './sim-machine.js';
-export { LossyLevel } from './lossy-level.js';
-export type { LossyCrashReport, LossyStrategy, LossyFaultCode, LossyWriteFault, LossyOp, LossyWriteKind } from './lossy-level.js';
+export { LossyLevel, CLASSIC_LEVEL_CLEAR_BATCH_SIZE_BYTES } from './lossy-level.js';
+export type { LossyCrashReport, LossyStrategy, LossyFaultCode, LossyWriteFault, LossyOp, LossyLevelOptions, LossyWriteKind } from './lossy-level.js';
 export { SimFileSystem, SimCrashError } from '../wal/index.js';
 export type {
   SimFileSystemOptions,
