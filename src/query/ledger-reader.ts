@@ -91,8 +91,9 @@ export class LedgerReader {
         views.set(hit.chunk, view);
       }
       const index = hit.position - hit.chunk;
-      if (index >= view.count) {
-        throw new FactError('FACT_CORRUPTION', `an index names position ${hit.position} in ledger chunk ${hit.chunk}, which holds ${view.count} events; run verify() or rebuildIndexes()`, {
+      // Index values have no checksum: a damaged one may name a position before its chunk, too.
+      if (index < 0 || index >= view.count) {
+        throw new FactError('FACT_CORRUPTION', `an index names position ${hit.position} in ledger chunk ${hit.chunk}, which holds positions ${hit.chunk} … ${hit.chunk + view.count - 1}; run verify() or rebuildIndexes()`, {
           details: { chunk: hit.chunk, position: hit.position },
         });
       }
