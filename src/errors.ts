@@ -70,3 +70,29 @@ export function ioError(operation: string, path: string, cause: unknown): FactEr
 export function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
 }
+
+/** Characters of a string argument quoted in a message (a huge one is cut). */
+const SHOWN_STRING_LENGTH_MAX = 64;
+
+/**
+ * @internal A caller's value as a message shows it, whatever it is: never throws (a cyclic object,
+ * a bigint, a symbol or an object without a prototype cannot be JSON.stringify'd or String()'ed
+ * safely), and never copies a huge string into the message.
+ */
+export function shown(value: unknown): string {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value.length > SHOWN_STRING_LENGTH_MAX ? `${value.slice(0, SHOWN_STRING_LENGTH_MAX)}…` : value);
+    case 'bigint':
+      return `${value}n`;
+    case 'symbol':
+      return value.toString();
+    case 'function':
+      return 'a function';
+    case 'object':
+      if (value === null) return 'null';
+      return Array.isArray(value) ? 'an array' : 'an object';
+    default:
+      return String(value);
+  }
+}

@@ -5,7 +5,7 @@
  */
 import { resolve as resolvePath, sep as pathSeparator } from 'node:path';
 import { Level } from 'level';
-import { asError, FactError, invalid, isFactError } from './errors.js';
+import { asError, FactError, invalid, isFactError, shown } from './errors.js';
 import { clearRebuildShadow, type RebuildProgress } from './indexes/rebuild.js';
 import { clearUnrecordedDataIndexes, type DataIndexProgress } from './indexes/data-index.js';
 import { type VerifyReport } from './indexes/verify.js';
@@ -264,7 +264,7 @@ export class FactStore implements AsyncDisposable {
     if (typeof decider !== 'function') throw invalid('decide: decider must be a function (events) => events to append');
     if (typeof options !== 'object' || options === null) throw invalid('decide: options must be an object');
     const maxAttempts = options.maxAttempts ?? DECIDE_ATTEMPTS_DEFAULT;
-    if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) throw invalid(`decide: maxAttempts must be a positive integer, got ${String(maxAttempts)}`);
+    if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) throw invalid(`decide: maxAttempts must be a positive integer, got ${shown(maxAttempts)}`);
     const signal = options.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('decide: signal must be an AbortSignal');
     signal?.throwIfAborted();
@@ -502,6 +502,7 @@ export class FactStore implements AsyncDisposable {
   /** Rebuilds every index from the ledger; the result is byte-identical to incremental indexes. */
   async rebuildIndexes(options: { onProgress?: (progress: RebuildProgress) => void } = {}): Promise<{ events: number }> {
     this.#checkOpen('rebuildIndexes');
+    if (typeof options !== 'object' || options === null) throw invalid('rebuildIndexes: options must be an object');
     if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalid('rebuildIndexes: onProgress must be a function');
     return this.#maintenance.turn(async () => {
       const { events } = await this.#maintenance.rebuild(options.onProgress);
@@ -572,7 +573,7 @@ export class FactStore implements AsyncDisposable {
     state.appliedHead = replayed.head;
     state.nextPosition = replayed.head + 1;
     state.appliedLsn = replayed.appliedLsn;
-    await this.#consumerPositions.load(db);
+    await this.#consumerPositions.load(db, replayed.head, this.path);
     // After the replay, which writes format-4 chunks only: what is left of an older layout is LevelDB's.
     await upgradeLedger(db, this.#newBatch, () => this.#checkpointer.makeDurable());
     await settleIdSeed({ path: this.path, db, wal: this.#wal }, this.#ids, replayed, () => this.#checkpointer.makeDurable());
@@ -631,7 +632,7 @@ function checkDataFields(value: unknown): string[] {
 /** The internal timestamp option: undefined (the clock at enqueue) or ms since the epoch, as a chunk header holds it. */
 function checkTimestamp(value: unknown, method: string): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw invalid(`${method}: timestamp must be an integer ≥ 0 (ms since the epoch), got ${JSON.stringify(value) ?? typeof value}`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw invalid(`${method}: timestamp must be an integer ≥ 0 (ms since the epoch), got ${shown(value)}`);
   return value;
 }
 
@@ -643,7 +644,7 @@ function checkSubscriptionStart(from: unknown): SubscriptionStart {
   if (from === undefined || from === 'start') return 'start';
   if (from === 'end') return 'end';
   if (typeof from === 'number' && Number.isSafeInteger(from) && from >= 0) return from;
-  throw invalid(`subscribe: from must be 'start', 'end' or an integer ≥ 0, got ${JSON.stringify(from) ?? typeof from}`);
+  throw invalid(`subscribe: from must be 'start', 'end' or an integer ≥ 0, got ${shown(from)}`);
 }
 
 /** Opens the `level` option, or level's Level (classic-level in Node) at `<path>/ledger`, taking LevelDB's lock (a kernel lock, released when its holder dies). */

@@ -95,7 +95,8 @@ describe('recovery row 8', () => {
     await crashed.open();
     const applied = (await crashed.get(metaKey('applied'), VIEW))!;
     await crashed.put(metaKey('applied'), u64Pair(readU64BE(applied, 0) - 1, readU64BE(applied, 8)), VIEW);
-    await expectFactError(() => FactStore.open('/db', { ...options, level: crashed }), 'FACT_CORRUPTION', /ends at position 2, but M applied says .* up to position 1/);
+    // Row 6c finds it first: the ledger's last chunk ends after M applied's position.
+    await expectFactError(() => FactStore.open('/db', { ...options, level: crashed }), 'FACT_CORRUPTION', /M applied says LevelDB applied up to position 1, but the ledger's last chunk \(L 1\) ends at position 2/);
     // M applied one record back: the record after it must start right after its position.
     await crashed.put(metaKey('applied'), u64Pair(readU64BE(applied, 0), readU64BE(applied, 8) - 1), VIEW);
     await expectFactError(() => FactStore.open('/db', { ...options, level: crashed }), 'FACT_CORRUPTION', /starts at position 1, expected 3, right after the last position LevelDB applied/);

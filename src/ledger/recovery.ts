@@ -3,10 +3,10 @@
  * the id seed (docs/storage-format.md, "Recovery", rows 4–10). Replay uses only what the WAL
  * records hold: no clock, no randomness (a new seed is logged before anything derives from it).
  */
-import { readU64BE } from '../bytes.js';
-import { FactError } from '../errors.js';
+import { readU64BE, sameBytes } from '../bytes.js';
+import { FactError, isFactError } from '../errors.js';
 import { forEachIndexEntry } from '../indexes/entries.js';
-import { decodeChunk, isChecksummedChunk, upgradeChunk } from '../model/chunk.js';
+import { decodeChunk, isChecksummedChunk, openChunk, upgradeChunk } from '../model/chunk.js';
 import { ID_SEED_SIZE_BYTES, newIdSeed, type GeneratedIds } from '../model/ids.js';
 import type { BoundBarrier } from '../storage/barrier.js';
 import { decodeCommit, decodeCommitWithAcks, putAcks, WAL_RECORD_COMMIT, WAL_RECORD_COMMIT_ACKS, WAL_RECORD_ID_SEED, type ConsumerAck } from '../storage/commit-record.js';
@@ -140,6 +140,7 @@ export async function replayWal({ path, db, wal, newBatch, arena, dataFields }: 
       { details: { appliedLsn, walCheckpointLsn: wal.checkpointLsn } },
     );
   }
+  await checkAppliedHead(db, path, storedAppliedHead);
   let batch = newBatch();
   let batchEvents = 0;
   let expectedFirst: number | null = null;
@@ -212,6 +213,50 @@ export async function replayWal({ path, db, wal, newBatch, arena, dataFields }: 
 }
 
 /**
+ * Recovery row 6c: `M applied`'s position is where the ledger ends. It has no checksum, and when
+ * the WAL holds nothing after its checkpoint it alone gives the head: a damaged one would move
+ * the head (and the next append) past events that do not exist, or before ones that do. A last
+ * chunk whose header is damaged is left to reads and verify(), which name it.
+ */
+async function checkAppliedHead(db: LevelDatabase, path: string, appliedHead: number): Promise<void> {
+  let ledgerEnd = 0;
+  let lastChunk: number | null = null;
+  for await (const [key, value] of db.iterator<Uint8Array, Uint8Array>({ ...VIEW, ...spaceRange(KeySpace.ledger), reverse: true, limit: 1 })) {
+    lastChunk = readU64BE(key, 1);
+    try {
+      ledgerEnd = lastChunk + openChunk(value, lastChunk).count - 1;
+    } catch (error) {
+      if (isFactError(error, 'FACT_CORRUPTION')) return;
+      throw error;
+    }
+  }
+  if (ledgerEnd !== appliedHead) {
+    const ends = lastChunk === null ? 'the ledger is empty' : `the ledger's last chunk (L ${lastChunk}) ends at position ${ledgerEnd}`;
+    throw new FactError('FACT_CORRUPTION', `database ${path}: M applied says LevelDB applied up to position ${appliedHead}, but ${ends}`, {
+      details: { path, appliedHead, ledgerEnd, ...(lastChunk === null ? {} : { chunk: lastChunk }) },
+    });
+  }
+}
+
+/**
+ * Row 10's precondition for drawing a new seed: no event in the ledger has a generated id (its
+ * tuple's id is null), else every such id would silently change. Only a database without a seed
+ * gets here (a new one, one from before generated ids, or a damaged one), and the first null id
+ * ends the scan.
+ */
+async function checkNoGeneratedIds(db: LevelDatabase, path: string): Promise<void> {
+  for await (const [key, value] of db.iterator<Uint8Array, Uint8Array>({ ...VIEW, ...spaceRange(KeySpace.ledger) })) {
+    const first = readU64BE(key, 1);
+    const index = decodeChunk(value, first).tuples.findIndex((tuple) => tuple[0] === null);
+    if (index >= 0) {
+      throw new FactError('FACT_CORRUPTION', `database ${path}: M idSeed is missing and the WAL no longer holds the id seed, but the event at position ${first + index} (ledger chunk ${first}) has a generated id, which derives from that seed`, {
+        details: { path, chunk: first, position: first + index },
+      });
+    }
+  }
+}
+
+/**
  * Recovery row 10: the id seed is in LevelDB, else in the WAL (a LevelDB that lost it, or
  * never had it, is refilled), else this is the first open of a database that has none: a new
  * seed is logged to the WAL and then written to LevelDB, both durably, before any event can
@@ -230,11 +275,18 @@ export async function settleIdSeed(
     }
   }
   if (storedSeed !== undefined) {
+    // M idSeed has no checksum: the WAL's record, while replay still meets it, is the truth (row 10b).
+    if (loggedSeed !== undefined && !sameBytes(storedSeed, loggedSeed)) {
+      throw new FactError('FACT_CORRUPTION', `database ${path}: M idSeed ${Buffer.from(storedSeed).toString('hex')} differs from the id seed the WAL logged, ${Buffer.from(loggedSeed).toString('hex')}: every generated id would change`, {
+        details: { path, stored: Buffer.from(storedSeed).toString('hex'), logged: Buffer.from(loggedSeed).toString('hex') },
+      });
+    }
     ids.useSeed(storedSeed);
     return;
   }
   let seed = loggedSeed;
   if (seed === undefined) {
+    await checkNoGeneratedIds(db, path);
     seed = newIdSeed();
     await wal.append(seed, { type: WAL_RECORD_ID_SEED });
     await wal.sync();

@@ -1,5 +1,5 @@
 /** An append as the writer queues, plans and logs it. */
-import { invalid, type FactError } from '../errors.js';
+import { invalid, shown, type FactError } from '../errors.js';
 import { commitChunkSizeBytes, recordSizeBytes, type ConsumerAck } from '../storage/commit-record.js';
 import type { DecodedChunk, EncodedEvents } from '../model/chunk.js';
 import { Query, type AppendCondition } from '../model/query.js';
@@ -84,7 +84,7 @@ export function checkCondition(value: unknown, method: string): CheckedCondition
   if (typeof value !== 'object' || value === null) throw invalid(`${method}: condition must be an object { failIfEventsMatch, after? }`);
   const { failIfEventsMatch, after } = value as AppendCondition;
   if (!(failIfEventsMatch instanceof Query)) throw invalid(`${method}: condition.failIfEventsMatch must be a Query (Query.items(...), Query.tags(...), …)`);
-  if (after !== undefined && (!Number.isSafeInteger(after) || after < 0)) throw invalid(`${method}: condition.after must be an integer ≥ 0, got ${String(after)}`);
+  if (after !== undefined && (!Number.isSafeInteger(after) || after < 0)) throw invalid(`${method}: condition.after must be an integer ≥ 0, got ${shown(after)}`);
   return { query: failIfEventsMatch, after: after ?? 0 };
 }
 

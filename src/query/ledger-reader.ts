@@ -91,8 +91,9 @@ export class LedgerReader {
         views.set(hit.chunk, view);
       }
       const index = hit.position - hit.chunk;
-      if (index >= view.count) {
-        throw new FactError('FACT_CORRUPTION', `an index names position ${hit.position} in ledger chunk ${hit.chunk}, which holds ${view.count} events; run verify() or rebuildIndexes()`, {
+      // Index values have no checksum: a damaged one may name a position before its chunk, too.
+      if (index < 0 || index >= view.count) {
+        throw new FactError('FACT_CORRUPTION', `an index names position ${hit.position} in ledger chunk ${hit.chunk}, which holds positions ${hit.chunk} … ${hit.chunk + view.count - 1}; run verify() or rebuildIndexes()`, {
           details: { chunk: hit.chunk, position: hit.position },
         });
       }
@@ -128,12 +129,22 @@ export class LedgerReader {
       return entries;
     };
     let pending: Promise<[Uint8Array, Uint8Array][]> | null = step();
+    // Chunks tile the positions 1 … head without a gap: a missing one (lost or deleted) is damage,
+    // never a silently shorter read. Forward: where the next chunk must start; backward: where the
+    // chunk after the next one (in position order) starts.
+    const target = Math.min(start, head);
+    const startAt = Math.max(start, 1);
+    let expected: number | null = null;
     try {
       for (;;) {
         signal?.throwIfAborted();
         const entries: [Uint8Array, Uint8Array][] = await (pending ?? step());
         pending = null;
-        if (entries.length === 0) return;
+        if (entries.length === 0) {
+          if (forward && (expected ?? startAt) <= head) throw missingPositions(expected ?? startAt, head);
+          if (!forward && (expected ?? target + 1) > 1) throw missingPositions(1, (expected ?? target + 1) - 1);
+          return;
+        }
         // A long scan reads its next step while it decodes this one: LevelDB's thread and ours overlap.
         if (remaining > entries.length * CHUNK_EVENTS_MAX) pending = step();
         const batch: RecordedEvent[] = [];
@@ -146,6 +157,13 @@ export class LedgerReader {
           }
           const chunk = decodeChunk(value, first);
           const count = chunk.tuples.length;
+          if (forward) {
+            if (expected === null ? first > startAt || first + count <= startAt : first !== expected) throw missingPositions(expected ?? startAt, expected === null && first <= startAt ? startAt : first - 1);
+            expected = first + count;
+          } else if (first <= head) {
+            if (expected === null ? first + count - 1 < target : first + count !== expected) throw missingPositions(first + count, (expected ?? target + 1) - 1);
+            expected = first;
+          }
           for (let step = 0; step < count; step++) {
             const index = forward ? step : count - 1 - step;
             const position = first + index;
@@ -229,6 +247,12 @@ export class LedgerReader {
       await iterator.close();
     }
   }
+}
+
+function missingPositions(from: number, to: number): FactError {
+  return new FactError('FACT_CORRUPTION', `the ledger has no chunk holding positions ${from} … ${to} (a ledger chunk was lost); run verify()`, {
+    details: { from, to },
+  });
 }
 
 function missingChunk(first: number): FactError {

@@ -1,5 +1,5 @@
 /** Read sources: validated into the index they name, and into the tail's view of them. */
-import { invalid } from '../errors.js';
+import { invalid, shown } from '../errors.js';
 import { Query, type ReadSource } from '../model/query.js';
 import type { RecordedEvent } from '../model/types.js';
 import { checkName, checkStreamId, EVENT_TYPE_SIZE_BYTES_MAX, STREAM_ID_SIZE_BYTES_MAX, TAG_SIZE_BYTES_MAX } from '../model/validation.js';
@@ -19,7 +19,7 @@ export type ParsedSource = 'all' | Query | IndexSource;
 export function parseSource(source: ReadSource): ParsedSource {
   if (source === 'all') return 'all';
   if (source instanceof Query) return source;
-  if (typeof source !== 'object' || source === null) throw invalid(`read: source must be 'all' or an object, got ${String(source)}`);
+  if (typeof source !== 'object' || source === null) throw invalid(`read: source must be 'all' or an object, got ${shown(source)}`);
   const keys = Object.keys(source);
   if (keys.length !== 1) throw invalid(`read: source must have exactly one of stream, type, tag, category, query; got ${JSON.stringify(keys)}`);
   if ('query' in source) {

@@ -1,5 +1,5 @@
 /** The options of Wal.open: their defaults, limits and validation (docs/wal-format.md, "Writing"). */
-import { FactError } from '../errors.js';
+import { FactError, shown } from '../errors.js';
 import type { FileSystem } from './file-system.js';
 import { RECORD_PAYLOAD_SIZE_BYTES_LIMIT, SEGMENT_FILL_STEP_BYTES } from './format.js';
 
@@ -51,23 +51,23 @@ export function validateOptions(options: WalOptions): ResolvedOptions {
   const invalid = (message: string) => new FactError('FACT_INVALID_ARGUMENT', `Wal.open: ${message}`);
   const segmentSizeBytes = options.segmentSizeBytes ?? DEFAULT_SEGMENT_SIZE_BYTES;
   if (!Number.isSafeInteger(segmentSizeBytes) || segmentSizeBytes < MIN_SEGMENT_SIZE_BYTES) {
-    throw invalid(`segmentSizeBytes must be an integer ≥ ${MIN_SEGMENT_SIZE_BYTES}, got ${String(options.segmentSizeBytes)}`);
+    throw invalid(`segmentSizeBytes must be an integer ≥ ${MIN_SEGMENT_SIZE_BYTES}, got ${shown(options.segmentSizeBytes)}`);
   }
   const segmentFillStepBytes = options.segmentFillStepBytes ?? DEFAULT_SEGMENT_FILL_STEP_BYTES;
   if (!Number.isSafeInteger(segmentFillStepBytes) || segmentFillStepBytes < MIN_SEGMENT_FILL_STEP_BYTES) {
-    throw invalid(`segmentFillStepBytes must be an integer ≥ ${MIN_SEGMENT_FILL_STEP_BYTES}, got ${String(options.segmentFillStepBytes)}`);
+    throw invalid(`segmentFillStepBytes must be an integer ≥ ${MIN_SEGMENT_FILL_STEP_BYTES}, got ${shown(options.segmentFillStepBytes)}`);
   }
   const sync = options.sync ?? 'always';
   if (sync !== 'always' && sync !== 'interval' && sync !== 'none') {
-    throw invalid(`sync must be 'always', 'interval' or 'none', got ${String(sync)}`);
+    throw invalid(`sync must be 'always', 'interval' or 'none', got ${shown(sync)}`);
   }
   const interval = options.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS;
   if (typeof interval !== 'number' || !Number.isFinite(interval) || interval < 0) {
-    throw invalid(`syncIntervalMs must be a non-negative number, got ${String(options.syncIntervalMs)}`);
+    throw invalid(`syncIntervalMs must be a non-negative number, got ${shown(options.syncIntervalMs)}`);
   }
   const retain = options.retainSegments ?? DEFAULT_RETAIN_SEGMENTS;
   if (retain !== 'all' && (!Number.isSafeInteger(retain) || retain < 0)) {
-    throw invalid(`retainSegments must be a non-negative integer or 'all', got ${String(options.retainSegments)}`);
+    throw invalid(`retainSegments must be a non-negative integer or 'all', got ${shown(options.retainSegments)}`);
   }
   const maxRecordSizeBytes = options.maxRecordSizeBytes ?? DEFAULT_MAX_RECORD_SIZE_BYTES;
   if (!Number.isSafeInteger(maxRecordSizeBytes) || maxRecordSizeBytes < 0 || maxRecordSizeBytes > RECORD_PAYLOAD_SIZE_BYTES_LIMIT) {

@@ -3,7 +3,7 @@
  * the public facade: it validates every call and delegates to recovery.ts (open),
  * group-commit.ts (appends and syncs), checkpoints.ts (checkpoints, retention) and replay.ts.
  */
-import { FactError, ioError, isFactError } from '../errors.js';
+import { FactError, ioError, isFactError, shown } from '../errors.js';
 import type { FileLock, FileSystem } from './file-system.js';
 import { joinPath } from './file-system.js';
 import { LOCK_FILE, RECORD_TYPE_MAX } from './format.js';
@@ -201,7 +201,7 @@ export class Wal implements AsyncDisposable {
     if (this.#closed) throw this.#closedError('replay');
     const from = options.from ?? this.#checkpointLsn + 1;
     if (!Number.isSafeInteger(from) || from < 1) {
-      throw new FactError('FACT_INVALID_ARGUMENT', `replay: from must be a positive integer, got ${String(options.from)}`);
+      throw new FactError('FACT_INVALID_ARGUMENT', `replay: from must be a positive integer, got ${shown(options.from)}`);
     }
     const oldest = this.firstLsn;
     if (from < oldest) {
