@@ -148,7 +148,8 @@ export const MUTANTS = [
     file: 'src/query/subscription.ts',
     search: '    return this.#through >= this.#parts.appliedHead();',
     replace: '    return this.#through >= this.#parts.appliedHead() - 1;',
-    tests: ['property-tests/subscribe.property.test.ts'],
+    tests: ['test/store-tail.test.ts'],
+    testNamePattern: 'switches from LevelDB to the tail',
   },
   {
     id: 'consumer-ack-before-append',
@@ -158,6 +159,7 @@ export const MUTANTS = [
     replace:
       '    if (acks !== null) return this.#logAcks(acks).then(() => this.#submit(method, stream, expect, condition, events, null, timestamp));\n    const prepared = this.#writer.prepare(method, stream, expect, condition, events, prefetch, acks, timestamp);',
     tests: ['test/consumers.test.ts'],
+    testNamePattern: 'appends effects and the ack in one step',
   },
   {
     id: 'consumer-autoack-on-delivery',
@@ -167,6 +169,7 @@ export const MUTANTS = [
     replace:
       '    return this.#subscription.next().then((result) => {\n      if (this.#parts.autoAck && result.done !== true) this.#requestAck(result.value.position);\n      return result;\n    });\n  }',
     tests: ['test/consumers.test.ts'],
+    testNamePattern: 'auto-acks each event once the next is asked for',
   },
   {
     id: 'applied-position-own-batch',
