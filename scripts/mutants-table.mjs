@@ -103,6 +103,22 @@ export const MUTANTS = [
     tests: ['test/store-barrier.test.ts'],
   },
   {
+    id: 'checkpoint-without-barrier',
+    description: 'the checkpoint makes no LevelDB barrier at all',
+    file: 'src/ledger/checkpointer.ts',
+    search: '      await this.#barrier();\n',
+    replace: '',
+    tests: ['test/sim-machine.test.ts', 'test/store-barrier.test.ts'],
+  },
+  {
+    id: 'barrier-ignores-failed-flush',
+    description: "the barrier drops its second synced write, the only sign of a flush that failed (LevelDB's CompactRange reports no status)",
+    file: 'src/storage/barrier.ts',
+    search: "  await db.compactRange(FLUSH_ONLY_KEY, FLUSH_ONLY_KEY, { keyEncoding: 'view' });\n  await db.del<Uint8Array>(key, SYNCED);\n",
+    replace: "  await db.compactRange(FLUSH_ONLY_KEY, FLUSH_ONLY_KEY, { keyEncoding: 'view' });\n",
+    tests: ['test/store-barrier.test.ts'],
+  },
+  {
     id: 'replay-from-applied',
     description: "recovery replays only the WAL records after LevelDB's M applied instead of every record after the checkpoint",
     file: 'src/ledger/recovery.ts',
