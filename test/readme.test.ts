@@ -81,3 +81,13 @@ describe('README limits', () => {
     });
   }
 });
+
+describe('README mutants', () => {
+  it('lists every mutant of scripts/mutants-table.mjs once, the equivalent ones as such', async () => {
+    const { MUTANTS } = (await import(new URL('../scripts/mutants-table.mjs', import.meta.url).href)) as { MUTANTS: { id: string; equivalent?: string }[] };
+    const section = readme.slice(readme.indexOf('### Mutants'));
+    const rows = new Map([...section.matchAll(/^\| `([a-z0-9-]+)` \|.*\| (.*) \|$/gm)].map((match) => [match[1]!, match[2]!]));
+    expect([...rows.keys()].sort()).toEqual(MUTANTS.map((mutant) => mutant.id).sort());
+    for (const mutant of MUTANTS) expect(rows.get(mutant.id)!.startsWith('equivalent:'), mutant.id).toBe(mutant.equivalent !== undefined);
+  });
+});

@@ -183,6 +183,38 @@ describe('FactStore unapplied tail (LevelDB writes held at a gate)', () => {
     await db.close();
   });
 
+  it('a subscription switches from LevelDB to the tail exactly after the applied head: it skips and repeats nothing', async () => {
+    const fs = new SimFileSystem();
+    const level = new GatedLevel();
+    const db = await FactStore.open(DB, { fs, level, levelDurability: 'volatile', checkpointEveryBytes: NO_CHECKPOINTS });
+    for (const round of ['a', 'b']) await appendRound(db, round);
+    await db.verify(); // drains the tail: LevelDB holds 1..applied
+    const applied = await db.head();
+    level.closeGate();
+    await appendRound(db, 'c');
+    await pastApplyDelay();
+    const all = await db.read().toArray();
+    expect(all.length).toBeGreaterThan(applied);
+    const sources: { source: ReadSource; filter: (event: RecordedEvent) => boolean }[] = [
+      { source: 'all', filter: () => true },
+      { source: { tag: 'audit' }, filter: (event) => event.tags.includes('audit') },
+    ];
+    // Starting just below, at and just after the applied head: from LevelDB, at the switch, from the tail.
+    for (const from of [applied - 1, applied, applied + 1]) {
+      for (const { source, filter } of sources) {
+        const wanted = positionsOf(all.filter((event) => event.position >= from && filter(event)));
+        const received: number[] = [];
+        for await (const event of db.subscribe(source, { from })) {
+          received.push(event.position);
+          if (event.position >= wanted.at(-1)!) break;
+        }
+        expect(received, `subscribe(${JSON.stringify(source)}, { from: ${from} }), applied head ${applied}`).toEqual(wanted);
+      }
+    }
+    level.openGate();
+    await db.close();
+  });
+
   it('returns what the ledger holds, not the objects the caller appended', async () => {
     const level = new GatedLevel();
     const db = await FactStore.open(DB, { fs: new SimFileSystem(), level, levelDurability: 'volatile' });

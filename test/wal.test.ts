@@ -688,6 +688,32 @@ describe('Wal API: checkpoint', () => {
     expect(segmentNames(dir)).toEqual([70, 93].map(segmentFileName));
   });
 
+  it('deletes segments one durable unlink at a time: each is fsynced before the next, all before checkpoint resolves', async () => {
+    const sim = new SimFileSystem({ seed: 1 });
+    const unlinked: string[] = [];
+    /** At each unlink: whether the previous unlinked segment still had a durable directory entry. */
+    const previousStillDurable: boolean[] = [];
+    const fs = new (class extends CountingFileSystem {
+      override unlink(file: string): Promise<void> {
+        const previous = unlinked.at(-1);
+        if (previous !== undefined) previousStillDurable.push(sim.durableContent(previous) !== null);
+        unlinked.push(file);
+        return super.unlink(file);
+      }
+    })(sim);
+    const wal = await Wal.open(SIM_DIR, { fs, segmentSizeBytes: SMALL_SEGMENT_BYTES, retainSegments: 0 });
+    for (let lsn = 1; lsn <= 100; lsn++) await wal.append(p(lsn));
+    await wal.checkpoint(100);
+    expect(unlinked).toEqual([1, 24, 47, 70].map(simSegment));
+    expect(previousStillDurable).toEqual([false, false, false]);
+    for (const file of unlinked) expect(sim.durableContent(file), `${file} durably gone`).toBeNull();
+    await wal.close();
+    sim.crash();
+    const reopened = await Wal.open(SIM_DIR, { fs: sim, segmentSizeBytes: SMALL_SEGMENT_BYTES, retainSegments: 0 });
+    expect(reopened.recovery).toMatchObject({ segments: 1, firstLsn: 93, lastLsn: 100, checkpointLsn: 100 });
+    await reopened.close();
+  });
+
   it('checkpoint rejects an LSN above the last LSN, negative or fractional, with FACT_INVALID_ARGUMENT', async () => {
     const dir = tempDir();
     const wal = await open(dir);
