@@ -44,6 +44,7 @@ import type { LossyLevel } from '../src/testing/index.js';
 import { valueArb } from './arbitraries.js';
 import { exactDump } from './exact-dump.js';
 import { assertReplayable, propertyParams, propertyRuns } from './settings.js';
+import { STORE_CRASH_POINTS_REGRESSIONS } from './regressions/store-crash-points.js';
 import { crashSiteGaps, crashSiteTable, recordCrashSite } from './crash-sites.js';
 
 const DB = '/db';
@@ -229,21 +230,34 @@ async function expectation(store: FactStore, spec: Extract<AppendSpec, { o: 'str
 }
 
 /** Starts one append; its expectation or condition is computed first, from the state it will run on. */
-async function startAppend(store: FactStore, spec: AppendSpec, ids: string | null): Promise<string> {
+/**
+ * Reads what an append's expectation or condition needs, then returns the call that starts it:
+ * a group prepares every member first and starts them in one tick, so the store queues them in
+ * call order whatever the reads cost (a cached stream version answers sooner than a stored one).
+ */
+async function prepareAppend(store: FactStore, spec: AppendSpec, ids: string | null): Promise<() => Promise<string>> {
   const events = inputs(spec.events, ids);
   if (spec.o === 'stream') {
     const expect = await expectation(store, spec);
-    const outcome = await settled(store.appendStream(spec.stream, events, { expect }));
-    return outcome.ok ? `stream ${outcome.value.position}/${outcome.value.streamPosition}` : refusal(outcome.error);
+    return async () => {
+      const outcome = await settled(store.appendStream(spec.stream, events, { expect }));
+      return outcome.ok ? `stream ${outcome.value.position}/${outcome.value.streamPosition}` : refusal(outcome.error);
+    };
   }
-  let condition;
+  let condition: { failIfEventsMatch: Query; after?: number } | undefined;
   if (spec.condition !== null) {
     const query = Query.items({ types: spec.condition.types.length > 0 ? spec.condition.types : undefined, tags: spec.condition.tags });
     const after = spec.condition.after === 'none' ? undefined : spec.condition.after === 'zero' ? 0 : await store.head();
     condition = after === undefined ? { failIfEventsMatch: query } : { failIfEventsMatch: query, after };
   }
-  const outcome = await settled(store.append(events, condition));
-  return outcome.ok ? `append ${outcome.value.position}` : refusal(outcome.error);
+  return async () => {
+    const outcome = await settled(store.append(events, condition));
+    return outcome.ok ? `append ${outcome.value.position}` : refusal(outcome.error);
+  };
+}
+
+async function startAppend(store: FactStore, spec: AppendSpec, ids: string | null): Promise<string> {
+  return (await prepareAppend(store, spec, ids))();
 }
 
 /** Runs op `index`; returns its result. Throws when the crash cut it. */
@@ -256,7 +270,8 @@ async function runOp(r: Runner, ops: readonly Op[], index: number): Promise<stri
       return startAppend(store, op, idPrefix(index, 0, op));
     case 'group': {
       // Expectations are computed before any member starts, so members can conflict with each other.
-      const results = await Promise.all(op.appends.map((spec, member) => startAppend(store, spec, idPrefix(index, member, spec))));
+      const starts = await Promise.all(op.appends.map((spec, member) => prepareAppend(store, spec, idPrefix(index, member, spec))));
+      const results = await Promise.all(starts.map((start) => start()));
       return results.join(' | ');
     }
     case 'decide': {
@@ -785,7 +800,7 @@ describe('FactStore: a crash at every machine operation (SimMachine.crashAtOp)',
       const replaying = process.env.FACT_SEED !== undefined;
       // Rounds of fresh random workloads until the crash-cycle budget is spent (one round when replaying).
       for (let round = 0; round === 0 || (!replaying && counts.cycles < CRASH_CYCLES); round++) {
-        const params = { ...propertyParams(ROUND_WORKLOADS), numRuns: ROUND_WORKLOADS, ...(round === 0 ? { examples: COVERAGE_EXAMPLES } : {}) };
+        const params = { ...propertyParams(ROUND_WORKLOADS), numRuns: ROUND_WORKLOADS, ...(round === 0 ? { examples: [...(STORE_CRASH_POINTS_REGRESSIONS as typeof COVERAGE_EXAMPLES), ...COVERAGE_EXAMPLES] } : {}) };
         await assertReplayable(property, params, 'property-tests/store-crash-points.property.test.ts');
       }
       if (!replaying) expect(counts.cycles).toBeGreaterThanOrEqual(CRASH_CYCLES);
