@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { FactStore } from '../src/index.js';
 import { LossyLevel, mulberry32, SimFileSystem } from '../src/testing/index.js';
-import { metaKey, u64Pair } from '../src/storage/keys.js';
+import { ledgerKey, metaKey, u64Pair } from '../src/storage/keys.js';
 import { VIEW } from '../src/storage/level.js';
 import { expectFactError } from './support/backends.js';
 import { readU64BE } from '../src/bytes.js';
@@ -101,5 +101,55 @@ describe('recovery row 8', () => {
     await crashed.put(metaKey('applied'), u64Pair(readU64BE(applied, 0), readU64BE(applied, 8) - 1), VIEW);
     await expectFactError(() => FactStore.open('/db', { ...options, level: crashed }), 'FACT_CORRUPTION', /starts at position 1, expected 3, right after the last position LevelDB applied/);
     void db.close().catch(() => undefined);
+  });
+});
+
+describe('recovery row 6c', () => {
+  it('a power-loss hole (a lost batch before the surviving one that holds M applied) is refilled from the WAL, not refused', async () => {
+    const fs = new SimFileSystem({ seed: 4 });
+    const level = new LossyLevel();
+    const options = { fs, level, checkpointEveryBytes: 1 << 30 };
+    const db = await FactStore.open('/db', options);
+    await db.append({ type: 'A' });
+    await db.verify(); // applied: M applied = (1, its LSN)
+    await db.append({ type: 'B', tags: ['t'] });
+    await db.verify();
+    // An acks-only record: its batch moves M applied's LSN and writes no chunk.
+    await db.consumer('audit', 'all').ack(2);
+    await db.verify();
+    // The power loss kept the later batch (M applied: position 2) but lost the one with event 2.
+    const crashed = level.crash(() => 0, 'process');
+    fs.crash({ mode: 'process' });
+    await crashed.open();
+    await crashed.del(ledgerKey(2), VIEW);
+    const reopened = await FactStore.open('/db', { ...options, level: crashed });
+    expect(await reopened.head()).toBe(2);
+    const events = [];
+    for await (const event of reopened.read()) events.push(event.type);
+    expect(events).toEqual(['A', 'B']);
+    expect((await reopened.verify()).ok).toBe(true);
+    const audit = reopened.consumer('audit', 'all');
+    expect(audit.acknowledged).toBe(2);
+    await audit.close();
+    await reopened.close();
+    void db.close().catch(() => undefined);
+  });
+
+  it('after the replay, an M applied past the end of the ledger is FACT_CORRUPTION', async () => {
+    const fs = new SimFileSystem({ seed: 5 });
+    const level = new LossyLevel();
+    const options = { fs, level };
+    const db = await FactStore.open('/db', options);
+    await db.append([{ type: 'A' }, { type: 'A' }]);
+    await db.close(); // checkpointed: the WAL holds nothing to replay
+    await level.open();
+    const applied = (await level.get(metaKey('applied'), VIEW))!;
+    await level.put(metaKey('applied'), u64Pair(readU64BE(applied, 0) + 1, readU64BE(applied, 8)), VIEW);
+    await level.close();
+    await expectFactError(
+      () => FactStore.open('/db', options),
+      'FACT_CORRUPTION',
+      /after the WAL replay, M applied says LevelDB applied up to position 3, but the ledger's last chunk \(L 1\) ends at position 2/,
+    );
   });
 });

@@ -140,7 +140,8 @@ export async function replayWal({ path, db, wal, newBatch, arena, dataFields }: 
       { details: { appliedLsn, walCheckpointLsn: wal.checkpointLsn } },
     );
   }
-  await checkAppliedHead(db, path, storedAppliedHead);
+  // Before the replay only a ledger past M applied is wrong: one short of it may be a hole the replay refills.
+  await checkAppliedHead(db, path, storedAppliedHead, 'before replay');
   let batch = newBatch();
   let batchEvents = 0;
   let expectedFirst: number | null = null;
@@ -209,16 +210,19 @@ export async function replayWal({ path, db, wal, newBatch, arena, dataFields }: 
     }
   }
   await batch.write();
+  await checkAppliedHead(db, path, head, 'after replay');
   return { head, appliedLsn, storedSeed, loggedSeed };
 }
 
 /**
  * Recovery row 6c: `M applied`'s position is where the ledger ends. It has no checksum, and when
  * the WAL holds nothing after its checkpoint it alone gives the head: a damaged one would move
- * the head (and the next append) past events that do not exist, or before ones that do. A last
- * chunk whose header is damaged is left to reads and verify(), which name it.
+ * the head (and the next append) past events that do not exist, or before ones that do. Before
+ * the replay the ledger may end short of it (a power loss lost an unsynced batch while the later
+ * one holding `M applied` survived: a hole the replay refills); after it, the two are equal. A
+ * last chunk whose header is damaged is left to reads and verify(), which name it.
  */
-async function checkAppliedHead(db: LevelDatabase, path: string, appliedHead: number): Promise<void> {
+async function checkAppliedHead(db: LevelDatabase, path: string, appliedHead: number, when: 'before replay' | 'after replay'): Promise<void> {
   let ledgerEnd = 0;
   let lastChunk: number | null = null;
   for await (const [key, value] of db.iterator<Uint8Array, Uint8Array>({ ...VIEW, ...spaceRange(KeySpace.ledger), reverse: true, limit: 1 })) {
@@ -230,9 +234,10 @@ async function checkAppliedHead(db: LevelDatabase, path: string, appliedHead: nu
       throw error;
     }
   }
-  if (ledgerEnd !== appliedHead) {
+  if (when === 'before replay' ? ledgerEnd > appliedHead : ledgerEnd !== appliedHead) {
     const ends = lastChunk === null ? 'the ledger is empty' : `the ledger's last chunk (L ${lastChunk}) ends at position ${ledgerEnd}`;
-    throw new FactError('FACT_CORRUPTION', `database ${path}: M applied says LevelDB applied up to position ${appliedHead}, but ${ends}`, {
+    const says = when === 'before replay' ? 'M applied says LevelDB applied up to position' : 'after the WAL replay, M applied says LevelDB applied up to position';
+    throw new FactError('FACT_CORRUPTION', `database ${path}: ${says} ${appliedHead}, but ${ends}`, {
       details: { path, appliedHead, ledgerEnd, ...(lastChunk === null ? {} : { chunk: lastChunk }) },
     });
   }
