@@ -13,11 +13,19 @@ export const CONSUMER_COMPILER_OPTIONS: ts.CompilerOptions = {
 
 /** The diagnostics of `source` compiled as `fileName`, in the files `reported` accepts. */
 export function typeCheck(fileName: string, source: string, options: ts.CompilerOptions, reported: (file: string) => boolean): ts.Diagnostic[] {
+  return typeCheckAll(new Map([[fileName, source]]), options, reported);
+}
+
+/**
+ * The diagnostics of several in-memory files compiled as one program (one compiler run: the
+ * library and the package's types are read and checked once, not once per file).
+ */
+export function typeCheckAll(sources: ReadonlyMap<string, string>, options: ts.CompilerOptions, reported: (file: string) => boolean): ts.Diagnostic[] {
   const host = ts.createCompilerHost(options);
   const readFile = host.readFile.bind(host);
-  host.readFile = (name) => (name === fileName ? source : readFile(name));
+  host.readFile = (name) => sources.get(name) ?? readFile(name);
   const fileExists = host.fileExists.bind(host);
-  host.fileExists = (name) => name === fileName || fileExists(name);
-  const program = ts.createProgram([fileName], options, host);
+  host.fileExists = (name) => sources.has(name) || fileExists(name);
+  const program = ts.createProgram([...sources.keys()], options, host);
   return ts.getPreEmitDiagnostics(program).filter((diagnostic) => diagnostic.file !== undefined && reported(diagnostic.file.fileName));
 }
