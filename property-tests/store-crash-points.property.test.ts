@@ -91,10 +91,13 @@ type AppendSpec =
   | { o: 'append'; events: EventSpec[]; ids: boolean; condition: ConditionSpec | null }
   | { o: 'stream'; stream: string; events: EventSpec[]; ids: boolean; expect: 'right' | 'wrong' | 'any' | 'none' | 'exists' };
 
+type DecideSpec = { o: 'decide'; course: string; limit: number };
+
 type Op =
   | AppendSpec
-  | { o: 'group'; appends: AppendSpec[] }
-  | { o: 'decide'; course: string; limit: number }
+  /** Concurrent members, started in one tick in permutation `order` of them (0: as listed). */
+  | { o: 'group'; appends: (AppendSpec | DecideSpec)[]; order?: number }
+  | DecideSpec
   | { o: 'retry'; pick: number }
   | { o: 'appendAck'; events: EventSpec[] }
   | { o: 'consumerAck'; back: number }
@@ -140,10 +143,19 @@ const appendSpecArb: fc.Arbitrary<AppendSpec> = fc.oneof(
   }),
 );
 
+const decideSpecArb: fc.Arbitrary<DecideSpec> = fc.record({ o: fc.constant('decide' as const), course: fc.constantFrom(...COURSES), limit: fc.integer({ min: 1, max: 3 }) });
+
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 6, arbitrary: appendSpecArb },
-  { weight: 2, arbitrary: fc.record({ o: fc.constant('group' as const), appends: fc.array(appendSpecArb, { minLength: 2, maxLength: 3 }) }) },
-  { weight: 2, arbitrary: fc.record({ o: fc.constant('decide' as const), course: fc.constantFrom(...COURSES), limit: fc.integer({ min: 1, max: 3 }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      o: fc.constant('group' as const),
+      appends: fc.array(fc.oneof({ weight: 3, arbitrary: appendSpecArb }, { weight: 1, arbitrary: decideSpecArb }), { minLength: 2, maxLength: 3 }),
+      order: fc.nat({ max: 5 }),
+    }),
+  },
+  { weight: 2, arbitrary: decideSpecArb },
   { weight: 1, arbitrary: fc.record({ o: fc.constant('retry' as const), pick: fc.nat() }) },
   { weight: 2, arbitrary: fc.record({ o: fc.constant('appendAck' as const), events: eventsArb }) },
   { weight: 1, arbitrary: fc.record({ o: fc.constant('consumerAck' as const), back: fc.nat({ max: 3 }) }) },
@@ -218,8 +230,30 @@ async function settled<T>(promise: Promise<T>): Promise<{ ok: true; value: T } |
 }
 
 /** The id prefix of op `index`'s `member`-th append, when it has caller ids. */
-function idPrefix(index: number, member: number, spec: AppendSpec): string | null {
-  return spec.ids ? `op${index}.${member}` : null;
+function idPrefix(index: number, member: number, spec: AppendSpec | DecideSpec): string | null {
+  return spec.o !== 'decide' && spec.ids ? `op${index}.${member}` : null;
+}
+
+/** The `k`-th permutation (mod n!) of 0..n-1, in lexicographic order. */
+function permutation(n: number, k: number): number[] {
+  const left = Array.from({ length: n }, (_, index) => index);
+  let factorial = 1;
+  for (let m = 2; m <= n; m++) factorial *= m;
+  let rest = k % factorial;
+  const order: number[] = [];
+  for (let m = n; m > 0; m--) {
+    factorial /= m;
+    order.push(left.splice(Math.floor(rest / factorial), 1)[0]!);
+    rest %= factorial;
+  }
+  return order;
+}
+
+async function runDecide(store: FactStore, op: DecideSpec): Promise<string> {
+  const result = await store.decide(Query.tags(`course:${op.course}`), (events) =>
+    events.filter((event) => event.type === 'Enrolled').length < op.limit ? [{ type: 'Enrolled', data: { course: op.course, seats: op.limit }, tags: [`course:${op.course}`] }] : [],
+  );
+  return `decide ${result.appended?.position ?? 'nothing'} at ${result.decidedAt}`;
 }
 
 async function expectation(store: FactStore, spec: Extract<AppendSpec, { o: 'stream' }>): Promise<StreamExpectation> {
@@ -235,7 +269,8 @@ async function expectation(store: FactStore, spec: Extract<AppendSpec, { o: 'str
  * a group prepares every member first and starts them in one tick, so the store queues them in
  * call order whatever the reads cost (a cached stream version answers sooner than a stored one).
  */
-async function prepareAppend(store: FactStore, spec: AppendSpec, ids: string | null): Promise<() => Promise<string>> {
+async function prepareAppend(store: FactStore, spec: AppendSpec | DecideSpec, ids: string | null): Promise<() => Promise<string>> {
+  if (spec.o === 'decide') return () => runDecide(store, spec);
   const events = inputs(spec.events, ids);
   if (spec.o === 'stream') {
     const expect = await expectation(store, spec);
@@ -271,15 +306,13 @@ async function runOp(r: Runner, ops: readonly Op[], index: number): Promise<stri
     case 'group': {
       // Expectations are computed before any member starts, so members can conflict with each other.
       const starts = await Promise.all(op.appends.map((spec, member) => prepareAppend(store, spec, idPrefix(index, member, spec))));
-      const results = await Promise.all(starts.map((start) => start()));
+      const running: Promise<string>[] = new Array<Promise<string>>(starts.length);
+      for (const member of permutation(starts.length, op.order ?? 0)) running[member] = starts[member]!();
+      const results = await Promise.all(running);
       return results.join(' | ');
     }
-    case 'decide': {
-      const result = await store.decide(Query.tags(`course:${op.course}`), (events) =>
-        events.filter((event) => event.type === 'Enrolled').length < op.limit ? [{ type: 'Enrolled', data: { course: op.course, seats: op.limit }, tags: [`course:${op.course}`] }] : [],
-      );
-      return `decide ${result.appended?.position ?? 'nothing'} at ${result.decidedAt}`;
-    }
+    case 'decide':
+      return runDecide(store, op);
     case 'retry': {
       const earlier = ops
         .slice(0, index)
@@ -716,6 +749,12 @@ const COVERAGE_EXAMPLES: [Config, Op[], Crash[]][] = [
         { o: 'stream', stream: 'course-c1', events: [ev('Closed', 'c1', null)], ids: true, expect: 'right' },
       ] },
       { o: 'decide', course: 'c1', limit: 3 },
+      // Concurrent decisions on one course, and an append between them, started out of order.
+      { o: 'group', appends: [
+        { o: 'decide', course: 'c2', limit: 2 },
+        { o: 'stream', stream: 'course-c2', events: [ev('Enrolled', 'c2', 0.5, ['course:c2'])], ids: false, expect: 'any' },
+        { o: 'decide', course: 'c2', limit: 2 },
+      ], order: 4 },
       { o: 'appendAck', events: [ev('Enrolled', 'c3', { __proto__: 'own key' })] },
       { o: 'consumerAck', back: 1 },
       { o: 'rebuild' },
