@@ -1,7 +1,8 @@
 /**
  * The command line's bulk paths (`npm run bench:cli`): `factstore export` and `factstore import`
  * of BENCH_CLI_EVENTS events (default 1,000,000), each run as the real command in a child process
- * (node --import tsx src/cli/main.ts), timed from spawn to exit (startup included). The store is
+ * (node dist/cli/main.js, the package's `factstore` bin; `npm run bench:cli` builds dist/ first),
+ * timed from spawn to exit (startup included). The store is
  * loaded in 1000-event appends to 10 streams (2 tags, a small data object; every 100th event
  * carries bytes and a Date, so the tagged encoding is on the path). Checks that exporting the
  * imported database gives the same bytes. Results: bench/results/cli.json and a table on stdout.
@@ -25,7 +26,7 @@ const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 function cli(args: string[]): number {
   const start = performance.now();
-  const result = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), ...args], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+  const result = spawnSync(process.execPath, [path.join(root, 'dist/cli/main.js'), ...args], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
   if (result.status !== 0) throw new Error(`factstore ${args.join(' ')} exited with ${result.status}`);
   return performance.now() - start;
 }
