@@ -34,13 +34,12 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isFactError } from '../src/errors.js';
-import { INDEX_KEY_SPACES } from '../src/storage/keys.js';
 import { FactStore } from '../src/store.js';
 import { Query } from '../src/model/query.js';
 import type { EventInput, RecordedEvent, StreamExpectation } from '../src/model/types.js';
 import type { SimCrashMode } from '../src/wal/sim-file-system.js';
 import { SimMachine } from '../src/testing/index.js';
-import type { LossyLevel } from '../src/testing/index.js';
+import { dumpLevel } from './level-dump.js';
 import { valueArb } from './arbitraries.js';
 import { exactDump } from './exact-dump.js';
 import { assertReplayable, propertyParams, propertyRuns } from './settings.js';
@@ -468,20 +467,6 @@ async function goldenRun(config: Config, ops: readonly Op[]): Promise<Golden> {
 }
 
 // ------------------------------------------------------------------------------------ checks
-
-function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
-}
-
-async function dumpLevel(level: LossyLevel): Promise<{ indexes: string[]; rest: string[] }> {
-  const indexes: string[] = [];
-  const rest: string[] = [];
-  const spaces = new Set<number>(INDEX_KEY_SPACES);
-  for await (const [key, value] of level.iterator<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' })) {
-    (spaces.has(key[0]!) ? indexes : rest).push(`${hex(key)}=${hex(value)}`);
-  }
-  return { indexes, rest };
-}
 
 function sameLedger(a: State, b: State): boolean {
   return a.ledger.length === b.ledger.length && a.ledger.every((event, k) => event === b.ledger[k]);

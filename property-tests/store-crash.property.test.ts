@@ -30,13 +30,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isFactError } from '../src/errors.js';
-import { INDEX_KEY_SPACES, spaceRange } from '../src/storage/keys.js';
 import { FactStore } from '../src/store.js';
 import type { EventInput, RecordedEvent, StreamAppendResult, StreamExpectation } from '../src/model/types.js';
 import type { SimCrashMode } from '../src/wal/sim-file-system.js';
 import { SimCrashError } from '../src/wal/sim-file-system.js';
 import { SimMachine } from '../src/testing/index.js';
-import type { LossyLevel } from '../src/testing/index.js';
+import { dumpLevel } from './level-dump.js';
 import { propertyParams, propertyTimeoutMs } from './settings.js';
 import { categoryOf, expectationHolds, expectedRead as oracleRead } from './oracle/dcb-oracle.js';
 
@@ -570,30 +569,6 @@ async function checkRecovered(w: World): Promise<void> {
   m.versions = versions;
 }
 
-function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
-}
-
-/** Every entry of the index key spaces (and, separately, of the rest), as hex. */
-async function dump(level: LossyLevel): Promise<{ indexes: string[]; rest: string[] }> {
-  const indexes: string[] = [];
-  const rest: string[] = [];
-  const spaces = new Set<number>(INDEX_KEY_SPACES);
-  for await (const [key, value] of level.iterator<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' })) {
-    (spaces.has(key[0]!) ? indexes : rest).push(`${hex(key)}=${hex(value)}`);
-  }
-  // Sanity: the index spaces hold what spaceRange says they do.
-  let inRanges = 0;
-  for (const space of INDEX_KEY_SPACES) {
-    for await (const key of level.keys<Uint8Array>({ keyEncoding: 'view', ...spaceRange(space) })) {
-      void key;
-      inRanges++;
-    }
-  }
-  expect(inRanges).toBe(indexes.length);
-  return { indexes, rest };
-}
-
 /** verify(), index = rebuild, reads by index = brute-force filters, stream versions and lists. */
 async function checkConsistency(w: World): Promise<void> {
   const m = w.model;
@@ -603,10 +578,10 @@ async function checkConsistency(w: World): Promise<void> {
   expect(report.ok).toBe(true);
   expect(report.events).toBe(m.ledger.length);
 
-  const before = await dump(w.machine.level);
+  const before = await dumpLevel(w.machine.level);
   const rebuilt = await store.rebuildIndexes();
   expect(rebuilt.events).toBe(m.ledger.length);
-  const after = await dump(w.machine.level);
+  const after = await dumpLevel(w.machine.level);
   expect(after.indexes, 'indexes equal a rebuild from the ledger').toEqual(before.indexes);
   expect(after.rest, 'a rebuild changes nothing outside the index key spaces').toEqual(before.rest);
 
