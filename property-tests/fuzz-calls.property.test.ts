@@ -541,6 +541,6 @@ describe('fuzzed calls: malformed arguments to every public method (only FACT_* 
 function describeCall(call: Call): string {
   return Object.entries(call)
     .filter(([key]) => key !== 'm')
-    .map(([key, value]) => `${key}=${typeof value === 'object' && value !== null ? label(value as Arg) : String(value)}`)
+    .map(([key, value]) => `${key}=${Array.isArray(value) ? `[${(value as Arg[]).map((arg) => label(arg)).join(', ')}]` : typeof value === 'object' && value !== null ? label(value as Arg) : String(value)}`)
     .join(' ');
 }

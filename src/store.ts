@@ -626,7 +626,8 @@ export class FactStore implements AsyncDisposable {
 function checkDataFields(value: unknown): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) throw invalid('FactStore.open: indexes.data must be an array of field names');
-  return [...new Set(value.map((field) => checkName(field, 'FactStore.open: indexes.data field', DATA_FIELD_SIZE_BYTES_MAX)))].sort();
+  // Array.from: a sparse array's hole is read as undefined (map would skip it and keep the hole).
+  return [...new Set(Array.from(value, (field) => checkName(field, 'FactStore.open: indexes.data field', DATA_FIELD_SIZE_BYTES_MAX)))].sort();
 }
 
 /** The internal timestamp option: undefined (the clock at enqueue) or ms since the epoch, as a chunk header holds it. */

@@ -4,7 +4,7 @@
  * (describeDcbSuite) and run against memory-level (WAL on SimFileSystem) and classic-level
  * (real files in a temporary directory).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
@@ -407,6 +407,17 @@ export function describeDcbSuite(name: string, makeOptions: () => OptionsFor): v
         await expectFactError(() => Query.items({ types: 'A' } as never), 'FACT_INVALID_ARGUMENT');
         await expectFactError(() => Query.data({}), 'FACT_INVALID_ARGUMENT');
         await expectFactError(() => Query.data({ email: [] }), 'FACT_INVALID_ARGUMENT');
+      });
+
+      it('a sparse array reads its holes as undefined: refused among types and tags, an accepted value among data values', async () => {
+        /* eslint-disable no-sparse-arrays -- the holes are the test */
+        await expectFactError(() => Query.items({ types: [, 'A'] as string[] }), 'FACT_INVALID_ARGUMENT', /type 0 must be a non-empty string, got undefined/);
+        await expectFactError(() => Query.items({ tags: ['x', , 'y'] as string[] }), 'FACT_INVALID_ARGUMENT', /tag 1 must be a non-empty string, got undefined/);
+        expect(JSON.stringify(Query.data({ n: [1, , 2] }))).toBe(JSON.stringify(Query.data({ n: [1, undefined, 2] })));
+        const dir = join(root, 'sparse-index');
+        await expectFactError(() => FactStore.open(dir, { ...optionsFor(dir), indexes: { data: [, 'kind'] as string[] } }), 'FACT_INVALID_ARGUMENT', /indexes\.data field must be a non-empty string, got undefined/);
+        expect(existsSync(dir), 'a refused open creates nothing').toBe(false);
+        /* eslint-enable no-sparse-arrays */
       });
 
       it('failIfEventsMatch that is not a Query is FACT_INVALID_ARGUMENT and writes nothing', async () => {

@@ -12,4 +12,12 @@ export const CALL_REGRESSIONS: { name: string; call: unknown }[] = [
     name: 'subscribe with from = a cyclic object threw a TypeError from JSON.stringify in the message (fixed: errors.ts shown() for every message quoting a caller value)',
     call: { m: 'subscribe', source: { fields: {} }, options: { fields: { from: { nasty: 39 } } } },
   },
+  {
+    name: 'Query.data with a sparse array as a field\'s values threw a TypeError (map keeps holes; fixed: a hole reads as undefined, as in Query.items types and tags and indexes.data, where it is then refused)',
+    call: { m: 'query', builder: 'data', args: [{ fields: { types: { nasty: 45 }, tags: { nasty: 0 }, data: { nasty: 0 } } }] },
+  },
+  {
+    name: 'FactStore.open with indexes.data a sparse array failed with FACT_IO after opening (fixed: FACT_INVALID_ARGUMENT before anything is written)',
+    call: { m: 'open', path: { valid: 0 }, options: { fields: {} }, wal: { valid: 0 }, indexes: { fields: { data: { nasty: 45 } } } },
+  },
 ];

@@ -38,12 +38,13 @@ function compileItem(item: unknown, where: string): CompiledItem {
   let compiledTypes: string[] | null = null;
   if (types !== undefined) {
     if (!Array.isArray(types) || types.length === 0) throw invalid(`${where}: types must be a non-empty array of strings`);
-    compiledTypes = [...new Set(types.map((type, index) => checkName(type, `${where}: type ${index}`, EVENT_TYPE_SIZE_BYTES_MAX)))];
+    // Array.from: a sparse array's hole is read as undefined (map would skip it and keep the hole).
+    compiledTypes = [...new Set(Array.from(types, (type, index) => checkName(type, `${where}: type ${index}`, EVENT_TYPE_SIZE_BYTES_MAX)))];
   }
   let compiledTags: string[] = [];
   if (tags !== undefined) {
     if (!Array.isArray(tags) || tags.length === 0) throw invalid(`${where}: tags must be a non-empty array of strings`);
-    compiledTags = [...new Set(tags.map((tag, index) => checkName(tag, `${where}: tag ${index}`, TAG_SIZE_BYTES_MAX)))];
+    compiledTags = [...new Set(Array.from(tags, (tag, index) => checkName(tag, `${where}: tag ${index}`, TAG_SIZE_BYTES_MAX)))];
   }
   const compiledData: CompiledItem['data'] = [];
   if (data !== undefined) {
@@ -53,7 +54,7 @@ function compileItem(item: unknown, where: string): CompiledItem {
     for (const field of fields.sort()) {
       checkName(field, `${where}: data field`, DATA_FIELD_SIZE_BYTES_MAX);
       const raw = data[field];
-      const values = Array.isArray(raw) ? raw : [raw];
+      const values: unknown[] = Array.isArray(raw) ? Array.from(raw) : [raw];
       if (values.length === 0) throw invalid(`${where}: data.${field} must list at least one value`);
       let encoded: Uint8Array[];
       try {
