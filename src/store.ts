@@ -9,7 +9,7 @@ import { asError, FactError, invalid, isFactError, shown } from './errors.js';
 import { clearRebuildShadow, type RebuildProgress } from './indexes/rebuild.js';
 import { clearUnrecordedDataIndexes, type DataIndexProgress } from './indexes/data-index.js';
 import { type VerifyReport } from './indexes/verify.js';
-import { GeneratedIds } from './model/ids.js';
+import { GeneratedIds, ID_SEED_SIZE_BYTES } from './model/ids.js';
 import { DATA_FIELD_SIZE_BYTES_MAX, Query, type AppendCondition, type ReadSource } from './model/query.js';
 import type {
   AckOption,
@@ -182,6 +182,7 @@ export class FactStore implements AsyncDisposable {
       throw invalid('FactStore.open: checkpointEveryBytes must be a positive integer');
     }
     const declaredDataFields = checkDataFields(options.indexes?.data);
+    checkWalRecordSize(options.wal?.maxRecordSizeBytes);
     if (options.onIndexBuild !== undefined && typeof options.onIndexBuild !== 'function') throw invalid('FactStore.open: onIndexBuild must be a function');
     const durability = chooseBarrier(options.level, options.levelDurability);
     const fs = options.fs ?? new NodeFileSystem();
@@ -620,6 +621,17 @@ export class FactStore implements AsyncDisposable {
     if (this.#closed || this.#closing) {
       throw new FactError('FACT_CLOSED', `${method}: the database at ${this.path} is closed`, { details: { path: this.path } });
     }
+  }
+}
+
+/**
+ * A bare WAL takes any maxRecordSizeBytes from 0; a database must at least fit its id-seed record,
+ * else a new one would fail at its first write, after its directories were made.
+ */
+function checkWalRecordSize(value: unknown): void {
+  if (value === undefined) return;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < ID_SEED_SIZE_BYTES) {
+    throw invalid(`FactStore.open: wal.maxRecordSizeBytes must be an integer of at least ${ID_SEED_SIZE_BYTES} (the id-seed record), got ${shown(value)}`);
   }
 }
 

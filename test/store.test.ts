@@ -173,6 +173,17 @@ export function describeStoreSuite(name: string, makeOptions: () => OptionsFor):
         await expectFactError(() => openStore(dbPath(), { checkpointEveryBytes: 0 }), 'FACT_INVALID_ARGUMENT', /checkpointEveryBytes/);
       });
 
+      it('refuses a WAL record limit too small for the id-seed record before anything is written (a bare WAL takes any from 0)', async () => {
+        for (const maxRecordSizeBytes of [0, -0, 15, 1.5]) {
+          const path = join(root, `tiny-records-${String(maxRecordSizeBytes)}`);
+          await expectFactError(() => openStore(path, { wal: { maxRecordSizeBytes } }), 'FACT_INVALID_ARGUMENT', /wal\.maxRecordSizeBytes must be an integer of at least 16/);
+          expect(existsSync(path), 'a refused open creates nothing').toBe(false);
+        }
+        const db = await openStore(join(root, 'records-16'), { wal: { maxRecordSizeBytes: 16 } });
+        expect(await db.head()).toBe(0);
+        await db.close();
+      });
+
       it('a second open of a database that is open fails with FACT_LOCKED naming the pid', async () => {
         const db = await openStore();
         await db.append({ type: 'First' });
