@@ -262,7 +262,6 @@ async function expectation(store: FactStore, spec: Extract<AppendSpec, { o: 'str
   return spec.expect;
 }
 
-/** Starts one append; its expectation or condition is computed first, from the state it will run on. */
 /**
  * Reads what an append's expectation or condition needs, then returns the call that starts it:
  * a group prepares every member first and starts them in one tick, so the store queues them in
@@ -290,6 +289,7 @@ async function prepareAppend(store: FactStore, spec: AppendSpec | DecideSpec, id
   };
 }
 
+/** Starts one append; its expectation or condition is computed first, from the state it will run on. */
 async function startAppend(store: FactStore, spec: AppendSpec, ids: string | null): Promise<string> {
   return (await prepareAppend(store, spec, ids))();
 }

@@ -28,7 +28,7 @@ import type {
   SubscribeOptions,
   Subscription,
 } from './model/types.js';
-import { checkExpectation, checkName, checkReadOptions, checkStreamId, STREAM_ID_SIZE_BYTES_MAX } from './model/validation.js';
+import { checkExpectation, checkName, checkReadOptions, checkStreamId, STREAM_ID_SIZE_BYTES_MAX, uniqueNames } from './model/validation.js';
 import { EventStream, FlatEvents } from './query/event-stream.js';
 import { LedgerReader } from './query/ledger-reader.js';
 import { MergedReads } from './query/merged-reads.js';
@@ -638,8 +638,7 @@ function checkWalRecordSize(value: unknown): void {
 function checkDataFields(value: unknown): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) throw invalid('FactStore.open: indexes.data must be an array of field names');
-  // Array.from: a sparse array's hole is read as undefined (map would skip it and keep the hole).
-  return [...new Set(Array.from(value, (field) => checkName(field, 'FactStore.open: indexes.data field', DATA_FIELD_SIZE_BYTES_MAX)))].sort();
+  return uniqueNames(value, () => 'FactStore.open: indexes.data field', DATA_FIELD_SIZE_BYTES_MAX).sort();
 }
 
 /** The internal timestamp option: undefined (the clock at enqueue) or ms since the epoch, as a chunk header holds it. */

@@ -4,7 +4,7 @@
  * (if given) AND each top-level `data` field equals the value, or one of the values of an array.
  */
 import { invalid } from '../errors.js';
-import { checkName, EVENT_TYPE_SIZE_BYTES_MAX, TAG_SIZE_BYTES_MAX } from './validation.js';
+import { checkName, EVENT_TYPE_SIZE_BYTES_MAX, TAG_SIZE_BYTES_MAX, uniqueNames } from './validation.js';
 import { canonicalBytes } from './canonical.js';
 
 export const DATA_FIELD_SIZE_BYTES_MAX = 256;
@@ -38,13 +38,12 @@ function compileItem(item: unknown, where: string): CompiledItem {
   let compiledTypes: string[] | null = null;
   if (types !== undefined) {
     if (!Array.isArray(types) || types.length === 0) throw invalid(`${where}: types must be a non-empty array of strings`);
-    // Array.from: a sparse array's hole is read as undefined (map would skip it and keep the hole).
-    compiledTypes = [...new Set(Array.from(types, (type, index) => checkName(type, `${where}: type ${index}`, EVENT_TYPE_SIZE_BYTES_MAX)))];
+    compiledTypes = uniqueNames(types, (index) => `${where}: type ${index}`, EVENT_TYPE_SIZE_BYTES_MAX);
   }
   let compiledTags: string[] = [];
   if (tags !== undefined) {
     if (!Array.isArray(tags) || tags.length === 0) throw invalid(`${where}: tags must be a non-empty array of strings`);
-    compiledTags = [...new Set(Array.from(tags, (tag, index) => checkName(tag, `${where}: tag ${index}`, TAG_SIZE_BYTES_MAX)))];
+    compiledTags = uniqueNames(tags, (index) => `${where}: tag ${index}`, TAG_SIZE_BYTES_MAX);
   }
   const compiledData: CompiledItem['data'] = [];
   if (data !== undefined) {
@@ -54,6 +53,7 @@ function compileItem(item: unknown, where: string): CompiledItem {
     for (const field of fields.sort()) {
       checkName(field, `${where}: data field`, DATA_FIELD_SIZE_BYTES_MAX);
       const raw = data[field];
+      // Array.from: a sparse array's hole is the value undefined (map would skip it and keep the hole).
       const values: unknown[] = Array.isArray(raw) ? Array.from(raw) : [raw];
       if (values.length === 0) throw invalid(`${where}: data.${field} must list at least one value`);
       let encoded: Uint8Array[];

@@ -55,6 +55,15 @@ export function checkName(value: unknown, what: string, maxBytes: number): strin
   return value;
 }
 
+/**
+ * Every name of `list` checked (`what(index)` names one in errors), duplicates dropped, in first
+ * order. Array.from, not map: a sparse array's hole is read as undefined and refused (map would
+ * skip it and keep the hole in the result).
+ */
+export function uniqueNames(list: readonly unknown[], what: (index: number) => string, maxBytes: number): string[] {
+  return [...new Set(Array.from(list, (value, index) => checkName(value, what(index), maxBytes)))];
+}
+
 export function checkStreamId(value: unknown, method: string): string {
   if (isValidName(value, STREAM_ID_SIZE_BYTES_MAX)) return value;
   return checkName(value, `${method}: stream id`, STREAM_ID_SIZE_BYTES_MAX);
