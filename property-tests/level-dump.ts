@@ -2,10 +2,7 @@
 import { expect } from 'vitest';
 import { INDEX_KEY_SPACES, spaceRange } from '../src/storage/keys.js';
 import type { LossyLevel } from '../src/testing/index.js';
-
-function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
-}
+import { hex } from '../test/support/backends.js';
 
 export async function dumpLevel(level: LossyLevel): Promise<{ indexes: string[]; rest: string[] }> {
   const indexes: string[] = [];
